@@ -1,0 +1,78 @@
+"""The pure matching core: instruments, orders, price levels, the book and the engine.
+
+No IO, no asyncio, no clock, no randomness: ``MatchingEngine.submit(command)`` turns one command
+into a list of events, and the caller (the service runtime) does the IO with them. Prices and
+quantities are integer ticks and lots inside; :class:`Instrument` converts decimals at the edge.
+"""
+
+from ._book import DepthLevel, OrderBook
+from ._commands import AddInstrument, AmendOrder, CancelAll, CancelOrder, Command, NewOrder
+from ._engine import MatchingEngine
+from ._errors import (
+    InvalidAmend,
+    InvalidCommand,
+    InvalidLot,
+    InvalidTick,
+    MatchingError,
+    QuantityOutOfRange,
+    UnknownSymbol,
+)
+from ._events import (
+    CommandRejected,
+    DuplicateOrder,
+    Event,
+    InstrumentAdded,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderRejected,
+    Trade,
+)
+from ._instrument import Instrument
+from ._order import Order
+from ._types import (
+    ErrorCode,
+    OrderStatus,
+    OrderType,
+    Reason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+
+__all__ = [
+    "AddInstrument",
+    "AmendOrder",
+    "CancelAll",
+    "CancelOrder",
+    "Command",
+    "CommandRejected",
+    "DepthLevel",
+    "DuplicateOrder",
+    "ErrorCode",
+    "Event",
+    "Instrument",
+    "InstrumentAdded",
+    "InvalidAmend",
+    "InvalidCommand",
+    "InvalidLot",
+    "InvalidTick",
+    "MatchingEngine",
+    "MatchingError",
+    "NewOrder",
+    "Order",
+    "OrderAccepted",
+    "OrderAmended",
+    "OrderBook",
+    "OrderCanceled",
+    "OrderRejected",
+    "OrderStatus",
+    "OrderType",
+    "QuantityOutOfRange",
+    "Reason",
+    "SelfTradePrevention",
+    "Side",
+    "TimeInForce",
+    "Trade",
+    "UnknownSymbol",
+]

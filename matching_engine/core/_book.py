@@ -1,0 +1,148 @@
+"""Price levels, book sides and the per-instrument book.
+
+Theory of operation
+-------------------
+A side keeps its levels in a dict keyed by a *sort key* plus a sorted list of those keys. The key
+is the price in ticks for asks and the negated price for bids, so on both sides the smallest key
+is the best price and "crosses a limit" is the single comparison ``best_key <= limit_key``. The
+best key is cached, so reading the best price is O(1); a new level costs O(log levels) in the
+sorted list, and so does removing an empty one. An empty side has ``best_key == EMPTY``, a value
+above every real key, so the matching loop needs no emptiness test.
+
+A level is a FIFO queue (``deque``) with lazy deletion: a canceled order stays in the queue as a
+dead entry (``remaining == 0``) and is dropped when it reaches the head, so cancelling is O(1)
+and never searches the queue, even in the middle of a level hundreds of orders deep. The level
+keeps its live quantity and count exact at every step; when dead entries outnumber live ones it
+compacts, so memory stays proportional to the live orders (amortised O(1) per cancel).
+
+Invariants: ``level.quantity`` is the sum of ``remaining`` of its live orders, ``level.count`` their
+number, and a level with ``count == 0`` is not in the side.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+from typing import NamedTuple
+
+from sortedcontainers import SortedList
+
+from ._instrument import Instrument
+from ._order import Order
+
+__all__ = ["EMPTY", "BookSide", "DepthLevel", "OrderBook", "PriceLevel"]
+
+# Larger than any sort key (prices stay below 10**15 ticks); the best key of an empty side.
+EMPTY = 1 << 62
+# Compact a level once it holds more than this many dead entries and more dead than live ones.
+_COMPACT_MIN_DEAD = 32
+
+
+class DepthLevel(NamedTuple):
+    price: int
+    quantity: int
+    count: int
+
+
+class PriceLevel:
+    __slots__ = ("count", "dead", "orders", "price", "quantity")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[Order] = deque()
+        self.quantity = 0
+        self.count = 0
+        self.dead = 0
+
+    def compact_if_sparse(self) -> None:
+        if self.dead > _COMPACT_MIN_DEAD and self.dead > self.count:
+            self.orders = deque(order for order in self.orders if order.remaining)
+            self.dead = 0
+
+    def live_orders(self) -> list[Order]:
+        return [order for order in self.orders if order.remaining]
+
+
+class BookSide:
+    __slots__ = ("best_key", "keys", "levels", "sign")
+
+    def __init__(self, sign: int) -> None:
+        self.sign = sign  # +1: key = price (asks); -1: key = -price (bids)
+        self.levels: dict[int, PriceLevel] = {}
+        self.keys = SortedList()
+        self.best_key = EMPTY
+
+    def add(self, order: Order, price: int) -> None:
+        """Append an order at the back of its level's queue."""
+        key = self.sign * price
+        level = self.levels.get(key)
+        if level is None:
+            level = self.levels[key] = PriceLevel(price)
+            self.keys.add(key)
+            if key < self.best_key:
+                self.best_key = key
+        level.orders.append(order)
+        level.quantity += order.remaining
+        level.count += 1
+
+    def remove(self, order: Order) -> None:
+        """Take a live order out of its level (lazily); call before zeroing ``remaining``."""
+        key = self.sign * order.price  # type: ignore[operator]
+        level = self.levels[key]
+        level.quantity -= order.remaining
+        level.count -= 1
+        if level.count:
+            level.dead += 1
+            level.compact_if_sparse()
+        else:
+            self.drop(key)
+
+    def drop(self, key: int) -> None:
+        """Remove the level at ``key`` (it has no live order left)."""
+        del self.levels[key]
+        keys = self.keys
+        keys.remove(key)
+        if key == self.best_key:
+            self.best_key = keys[0] if keys else EMPTY
+
+    @property
+    def best_price(self) -> int | None:
+        return None if self.best_key == EMPTY else self.sign * self.best_key
+
+    def depth(self, limit: int) -> list[DepthLevel]:
+        """Up to ``limit`` levels, best first."""
+        levels = self.levels
+        return [
+            DepthLevel(level.price, level.quantity, level.count)
+            for level in (levels[key] for key in islice(self.keys, limit))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+
+class OrderBook:
+    """Everything the engine keeps per instrument."""
+
+    __slots__ = ("asks", "bids", "instrument", "last_price", "trades")
+
+    def __init__(self, instrument: Instrument, trade_history: int) -> None:
+        self.instrument = instrument
+        self.bids = BookSide(-1)
+        self.asks = BookSide(+1)
+        self.last_price: int | None = None
+        # Recent trades, oldest first; the Trade events themselves (immutable).
+        self.trades: deque[object] = deque(maxlen=trade_history)
+
+    @property
+    def best_bid_price(self) -> int | None:
+        return self.bids.best_price
+
+    @property
+    def best_ask_price(self) -> int | None:
+        return self.asks.best_price
+
+    @property
+    def spread(self) -> int | None:
+        bid, ask = self.bids.best_price, self.asks.best_price
+        return None if bid is None or ask is None else ask - bid

@@ -1,0 +1,493 @@
+"""The matching engine: commands in, events out.
+
+Theory of operation
+-------------------
+``MatchingEngine.submit(command)`` is the only way to change state. It gives the command the next
+sequence number, applies it and answers the list of events it caused. Nothing else is an input:
+no clock (timestamps come with the command), no randomness, no IO. Order ids are the sequence
+number of the command that created the order and trade ids come from a counter, so replaying the
+same commands into a fresh engine yields the same events, byte for byte.
+
+Matching is price-time priority: an incoming order (the taker) trades with the best-priced
+resting orders (makers) in arrival order, at the maker's price, while its limit allows. What the
+taker does with its remainder depends on its type and time in force: a gtc limit order rests, an
+ioc or market order cancels it, a fok order trades only if it can fill completely. Self-trade
+prevention is decided by the taker's ``stp`` when it meets a resting order of its own account.
+
+Invariants after every command: the book is not crossed (best bid < best ask), every order has
+``filled + remaining + canceled == quantity``, and makers at one price fill in arrival order.
+
+Complexity: best price O(1); adding at an existing level O(1); a new level O(log levels); cancel
+by id O(1) amortised; a fill O(1) plus O(log levels) when it empties a level. Cancel-all is linear
+in the account's open orders only. Nothing scans the whole book.
+
+Memory is bounded by the open orders plus two fixed-size histories: recently closed orders (so
+the service can still read an order the command just closed) and recent trades per symbol.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._book import EMPTY, BookSide, DepthLevel, OrderBook
+from ._commands import AddInstrument, AmendOrder, CancelAll, CancelOrder, Command, NewOrder
+from ._events import (
+    CommandRejected,
+    DuplicateOrder,
+    Event,
+    InstrumentAdded,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderRejected,
+    Trade,
+)
+from ._instrument import Instrument
+from ._order import Order
+from ._types import ErrorCode, Reason, SelfTradePrevention, Side, TimeInForce
+
+__all__ = ["MatchingEngine"]
+
+# The limit key of a market order: above every real key, below EMPTY (an empty side never crosses).
+_ANY_PRICE = EMPTY - 1
+_new_event = tuple.__new__  # builds a NamedTuple event without the generated __new__ wrapper
+
+_BUY = Side.BUY
+_GTC = TimeInForce.GTC
+_FOK = TimeInForce.FOK
+_STP_NONE = SelfTradePrevention.NONE
+_CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
+_CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
+
+
+class MatchingEngine:
+    def __init__(self, *, closed_order_capacity: int = 100_000, trade_history: int = 1_000) -> None:
+        self.sequence = 0
+        self._next_trade_id = 1
+        self._books: dict[str, OrderBook] = {}
+        self._orders: dict[int, Order] = {}  # open orders: resting on a book
+        self._open_by_account: dict[str, dict[int, Order]] = {}
+        self._client_order_ids: dict[tuple[str, str], tuple[int, NewOrder]] = {}
+        self._closed: dict[int, Order] = {}
+        self._closed_ids: deque[int] = deque()
+        self._closed_capacity = closed_order_capacity
+        self._trade_history = trade_history
+        self._handlers: dict[type, Callable[[Any, int], list[Event]]] = {
+            NewOrder: self._new_order,
+            CancelOrder: self._cancel,
+            CancelAll: self._cancel_all,
+            AmendOrder: self._amend,
+            AddInstrument: self._add_instrument,
+        }
+
+    # -- the one entry point ----------------------------------------------------------------
+
+    def submit(self, command: Command) -> list[Event]:
+        """Apply ``command`` with the next sequence number; answer the events it caused."""
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise TypeError(f"not a command: {command!r}")
+        self.sequence = sequence = self.sequence + 1
+        return handler(command, sequence)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def instrument(self, symbol: str) -> Instrument | None:
+        book = self._books.get(symbol)
+        return None if book is None else book.instrument
+
+    def instruments(self) -> list[Instrument]:
+        return [book.instrument for book in self._books.values()]
+
+    def book(self, symbol: str) -> OrderBook | None:
+        return self._books.get(symbol)
+
+    def depth(self, symbol: str, limit: int = 50) -> tuple[list[DepthLevel], list[DepthLevel]]:
+        """L2 depth ``(bids, asks)``: [price, total quantity, order count] per level, best first."""
+        book = self._books[symbol]
+        return book.bids.depth(limit), book.asks.depth(limit)
+
+    def order(self, order_id: int) -> Order | None:
+        """An open order, or one closed recently enough to still be remembered."""
+        order = self._orders.get(order_id)
+        return order if order is not None else self._closed.get(order_id)
+
+    def open_orders(self, account: str, symbol: str | None = None) -> list[Order]:
+        """The account's open orders, newest first."""
+        orders = self._open_by_account.get(account, {})
+        return sorted(
+            (o for o in orders.values() if symbol is None or o.command.symbol == symbol),
+            key=lambda o: o.order_id,
+            reverse=True,
+        )
+
+    def recent_trades(self, symbol: str, limit: int = 100) -> list[Trade]:
+        """The symbol's most recent trades, newest first."""
+        trades = self._books[symbol].trades
+        return [trades[-1 - i] for i in range(min(limit, len(trades)))]
+
+    @property
+    def open_order_count(self) -> int:
+        return len(self._orders)
+
+    # -- instruments ------------------------------------------------------------------------
+
+    def _add_instrument(self, command: AddInstrument, sequence: int) -> list[Event]:
+        instrument = command.instrument
+        if instrument.symbol in self._books:
+            return [CommandRejected(sequence, ErrorCode.INSTRUMENT_EXISTS)]
+        self._books[instrument.symbol] = OrderBook(instrument, self._trade_history)
+        return [InstrumentAdded(sequence, instrument)]
+
+    # -- new orders -------------------------------------------------------------------------
+
+    def _new_order(self, command: NewOrder, sequence: int) -> list[Event]:
+        book = self._books.get(command.symbol)
+        if book is None:
+            return [_new_event(CommandRejected, (sequence, ErrorCode.UNKNOWN_SYMBOL, None))]
+        instrument = book.instrument
+        if not instrument.min_lots <= command.quantity <= instrument.max_lots:
+            return [_new_event(CommandRejected, (sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, None))]
+        client_order_id = command.client_order_id
+        if client_order_id is not None:
+            key = (command.account, client_order_id)
+            previous = self._client_order_ids.get(key)
+            if previous is not None:
+                order_id, original = previous
+                if original.same_parameters(command):
+                    return [DuplicateOrder(sequence, order_id)]
+                return [CommandRejected(sequence, ErrorCode.CLIENT_ORDER_ID_CONFLICT, order_id)]
+            self._client_order_ids[key] = (sequence, command)
+
+        order = Order(sequence, command)
+        price = command.price
+        if command.side is _BUY:
+            own, opposite = book.bids, book.asks
+            limit_key = _ANY_PRICE if price is None else price
+        else:
+            own, opposite = book.asks, book.bids
+            limit_key = _ANY_PRICE if price is None else -price
+        if price is not None:
+            if not instrument.within_band(price, book.last_price):
+                return self._reject(order, Reason.PRICE_BAND, sequence)
+            if command.post_only and opposite.best_key <= limit_key:
+                return self._reject(order, Reason.POST_ONLY_WOULD_CROSS, sequence)
+
+        events: list[Event] = [_new_event(OrderAccepted, (sequence, sequence))]
+        time_in_force = command.time_in_force
+        timestamp = command.timestamp
+        if time_in_force is _FOK and not self._fok_fillable(order, opposite, limit_key):
+            self._cancel_remainder(order, Reason.FOK_UNFILLABLE, events, sequence, timestamp)
+            self._remember_closed(order)
+            return events
+        if opposite.best_key <= limit_key:
+            if self._take(order, book, opposite, limit_key, events, sequence, timestamp):
+                self._cancel_remainder(
+                    order, Reason.SELF_TRADE_PREVENTED, events, sequence, timestamp
+                )
+                self._remember_closed(order)
+                return events
+            if not order.remaining:
+                self._remember_closed(order)
+                return events
+        if time_in_force is _GTC:
+            own.add(order, price)  # type: ignore[arg-type]  # gtc implies a limit price
+            self._orders[sequence] = order
+            by_account = self._open_by_account.get(order.account)
+            if by_account is None:
+                by_account = self._open_by_account[order.account] = {}
+            by_account[sequence] = order
+        else:
+            reason = Reason.NO_LIQUIDITY if price is None else Reason.IOC_REMAINDER
+            self._cancel_remainder(order, reason, events, sequence, timestamp)
+            self._remember_closed(order)
+        return events
+
+    def _reject(self, order: Order, reason: Reason, sequence: int) -> list[Event]:
+        order.canceled = order.remaining
+        order.remaining = 0
+        order.reason = reason
+        self._remember_closed(order)
+        return [OrderRejected(sequence, order.order_id, reason)]
+
+    def _fok_fillable(self, order: Order, opposite: BookSide, limit_key: int) -> bool:
+        """Whether matching would fill the whole order (self-trade prevention included)."""
+        needed = order.remaining
+        stp = order.command.stp
+        account = order.account
+        levels = opposite.levels
+        for key in opposite.keys:
+            if key > limit_key:
+                return False
+            level = levels[key]
+            if stp is _STP_NONE:
+                needed -= level.quantity
+            else:
+                for maker in level.orders:
+                    available = maker.remaining
+                    if not available:
+                        continue
+                    if maker.account == account:
+                        if stp is _CANCEL_OLDEST:
+                            continue  # would be canceled, not traded
+                        return False  # matching would stop here, short of the full quantity
+                    needed -= available
+                    if needed <= 0:
+                        return True
+            if needed <= 0:
+                return True
+        return False
+
+    def _take(
+        self,
+        taker: Order,
+        book: OrderBook,
+        opposite: BookSide,
+        limit_key: int,
+        events: list[Event],
+        sequence: int,
+        timestamp: int,
+    ) -> bool:
+        """Match ``taker`` against ``opposite`` while its limit allows.
+
+        Answers True when self-trade prevention stopped the taker (its remainder must then be
+        canceled by the caller). This is the hot path: locals and inlined bookkeeping on purpose.
+        """
+        remaining = taker.remaining
+        account = taker.account
+        stp = taker.command.stp
+        check_stp = stp is not _STP_NONE
+        taker_id = taker.order_id
+        taker_side = taker.side
+        symbol = book.instrument.symbol
+        levels = opposite.levels
+        recent = book.trades
+        append = events.append
+        open_orders = self._orders
+        by_account = self._open_by_account
+        closed = self._closed
+        closed_ids = self._closed_ids
+        trade_id = self._next_trade_id
+        filled = notional = 0
+        last_price = None
+        stopped = False
+        while remaining and opposite.best_key <= limit_key:
+            key = opposite.best_key
+            level = levels[key]
+            queue = level.orders
+            price = level.price
+            while True:
+                maker = queue[0]
+                available = maker.remaining
+                if not available:  # a dead entry left by a cancel
+                    queue.popleft()
+                    level.dead -= 1
+                    continue
+                if check_stp and maker.account == account:
+                    if stp is not _CANCEL_NEWEST:  # cancel_oldest / cancel_both: the maker goes
+                        queue.popleft()
+                        level.quantity -= available
+                        level.count -= 1
+                        maker.canceled += available
+                        maker.remaining = 0
+                        maker.reason = Reason.SELF_TRADE_PREVENTED
+                        maker.updated_at = timestamp
+                        append(
+                            OrderCanceled(
+                                sequence, maker.order_id, available, Reason.SELF_TRADE_PREVENTED
+                            )
+                        )
+                        self._close_open(maker)
+                    if stp is not _CANCEL_OLDEST:  # cancel_newest / cancel_both: the taker stops
+                        stopped = True
+                        break
+                    if not level.count:
+                        break
+                    continue
+                fill = available if available < remaining else remaining
+                trade = _new_event(
+                    Trade,
+                    (
+                        sequence,
+                        trade_id,
+                        symbol,
+                        price,
+                        fill,
+                        taker_side,
+                        taker_id,
+                        maker.order_id,
+                        account,
+                        maker.account,
+                        timestamp,
+                    ),
+                )
+                append(trade)
+                recent.append(trade)
+                trade_id += 1
+                value = price * fill
+                notional += value
+                filled += fill
+                remaining -= fill
+                last_price = price
+                maker.filled += fill
+                maker.notional += value
+                maker.updated_at = timestamp
+                level.quantity -= fill
+                if fill == available:
+                    maker.remaining = 0
+                    queue.popleft()
+                    level.count -= 1
+                    maker_id = maker.order_id
+                    del open_orders[maker_id]
+                    del by_account[maker.account][maker_id]
+                    closed[maker_id] = maker
+                    closed_ids.append(maker_id)
+                    if not level.count:
+                        break
+                else:
+                    maker.remaining = available - fill
+                if not remaining:
+                    break
+            if not level.count:
+                opposite.drop(key)
+            if stopped:
+                break
+        self._next_trade_id = trade_id
+        if filled:
+            taker.filled += filled
+            taker.notional += notional
+            taker.remaining = remaining
+            taker.updated_at = timestamp
+            book.last_price = last_price
+        if len(closed_ids) > self._closed_capacity:
+            self._forget_closed()
+        return stopped
+
+    # -- cancels ----------------------------------------------------------------------------
+
+    def _cancel(self, command: CancelOrder, sequence: int) -> list[Event]:
+        account = command.account
+        order = self._orders.get(command.order_id)
+        if order is None or (account is not None and order.account != account):
+            return [self._not_open(command.order_id, account, sequence)]
+        reason = Reason.ADMIN_CANCELED if account is None else Reason.USER_CANCELED
+        events: list[Event] = []
+        self._cancel_open(order, reason, events, sequence, command.timestamp)
+        return events
+
+    def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:
+        symbol = command.symbol
+        orders = self._open_by_account.get(command.account, {})
+        doomed = [o for o in orders.values() if symbol is None or o.command.symbol == symbol]
+        events: list[Event] = []
+        for order in doomed:
+            self._cancel_open(order, Reason.USER_CANCELED, events, sequence, command.timestamp)
+        return events
+
+    def _not_open(self, order_id: int, account: str | None, sequence: int) -> CommandRejected:
+        """The refusal for an order that is not open: known and visible, or not found at all.
+
+        Another account's order answers ``not_found``, exactly like an id that never existed.
+        """
+        closed = self._closed.get(order_id)
+        if closed is not None and (account is None or closed.account == account):
+            return CommandRejected(sequence, ErrorCode.ORDER_NOT_OPEN, order_id)
+        return CommandRejected(sequence, ErrorCode.NOT_FOUND, order_id)
+
+    def _cancel_open(
+        self, order: Order, reason: Reason, events: list[Event], sequence: int, timestamp: int
+    ) -> None:
+        book = self._books[order.command.symbol]
+        (book.bids if order.side is _BUY else book.asks).remove(order)
+        self._cancel_remainder(order, reason, events, sequence, timestamp)
+        self._close_open(order)
+
+    # -- amends -----------------------------------------------------------------------------
+
+    def _amend(self, command: AmendOrder, sequence: int) -> list[Event]:
+        order = self._orders.get(command.order_id)
+        if order is None or order.account != command.account:
+            return [self._not_open(command.order_id, command.account, sequence)]
+        book = self._books[order.command.symbol]
+        instrument = book.instrument
+        old_price: int = order.price  # type: ignore[assignment]  # open orders are limit orders
+        price = old_price if command.price is None else command.price
+        quantity = order.quantity if command.quantity is None else command.quantity
+        if quantity <= order.filled:
+            return [CommandRejected(sequence, ErrorCode.INVALID_AMEND, order.order_id)]
+        if not instrument.min_lots <= quantity <= instrument.max_lots:
+            return [CommandRejected(sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, order.order_id)]
+        timestamp = command.timestamp
+        if order.side is _BUY:
+            own, opposite, limit_key = book.bids, book.asks, price
+        else:
+            own, opposite, limit_key = book.asks, book.bids, -price
+
+        if price == old_price and quantity <= order.quantity:
+            # Same price, same or lower quantity: the order keeps its place in the queue.
+            reduction = order.quantity - quantity
+            if reduction:
+                own.levels[own.sign * price].quantity -= reduction
+                order.quantity = quantity
+                order.remaining -= reduction
+                order.updated_at = timestamp
+            return [OrderAmended(sequence, order.order_id, price, quantity, True)]
+
+        if price != old_price:
+            if not instrument.within_band(price, book.last_price):
+                return [CommandRejected(sequence, ErrorCode.PRICE_BAND, order.order_id)]
+            if order.command.post_only and opposite.best_key <= limit_key:
+                return [
+                    CommandRejected(sequence, ErrorCode.POST_ONLY_WOULD_CROSS, order.order_id)
+                ]
+        # A new price or a larger quantity: the order goes to the back of its (new) level.
+        own.remove(order)
+        replacement = order.requeued(price, quantity)
+        replacement.updated_at = timestamp
+        self._orders[order.order_id] = replacement
+        self._open_by_account[order.account][order.order_id] = replacement
+        events: list[Event] = [OrderAmended(sequence, order.order_id, price, quantity, False)]
+        if opposite.best_key <= limit_key:
+            if self._take(replacement, book, opposite, limit_key, events, sequence, timestamp):
+                self._cancel_remainder(
+                    replacement, Reason.SELF_TRADE_PREVENTED, events, sequence, timestamp
+                )
+                self._close_open(replacement)
+                return events
+            if not replacement.remaining:
+                self._close_open(replacement)
+                return events
+        own.add(replacement, price)
+        return events
+
+    # -- closing orders ---------------------------------------------------------------------
+
+    @staticmethod
+    def _cancel_remainder(
+        order: Order, reason: Reason, events: list[Event], sequence: int, timestamp: int
+    ) -> None:
+        remaining = order.remaining
+        order.canceled += remaining
+        order.remaining = 0
+        order.reason = reason
+        order.updated_at = timestamp
+        events.append(OrderCanceled(sequence, order.order_id, remaining, reason))
+
+    def _close_open(self, order: Order) -> None:
+        """Forget an order that was open (in the indexes) and remember it as closed."""
+        del self._orders[order.order_id]
+        del self._open_by_account[order.account][order.order_id]
+        self._remember_closed(order)
+
+    def _remember_closed(self, order: Order) -> None:
+        self._closed[order.order_id] = order
+        self._closed_ids.append(order.order_id)
+        if len(self._closed_ids) > self._closed_capacity:
+            self._forget_closed()
+
+    def _forget_closed(self) -> None:
+        closed, closed_ids = self._closed, self._closed_ids
+        while len(closed_ids) > self._closed_capacity:
+            del closed[closed_ids.popleft()]

@@ -1,0 +1,153 @@
+"""The order: the only mutable record of the core.
+
+Theory of operation
+-------------------
+An order keeps four integer quantities, in lots, that always add up:
+``filled + remaining + canceled == quantity``. ``remaining`` is what is still working (what rests
+on the book, or what an incoming order has not yet matched); it is 0 once the order is closed.
+
+The status is not stored: it is derived from those quantities and the close reason, so it cannot
+disagree with them and no transition can be forgotten. The legal transitions follow from it:
+
+    new ──fill──> partially_filled ──fill──> filled
+     │                   │
+     └──cancel───────────┴──> canceled          (any reason but the two below)
+    (entry) ──post-only cross / price band──> rejected
+
+The immutable parameters stay in the :class:`NewOrder` command the order was created from; the
+order copies only what the matching loop reads on every fill (account, side, price).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ._commands import NewOrder
+from ._types import (
+    REJECTION_REASONS,
+    OrderStatus,
+    OrderType,
+    Reason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+
+__all__ = ["Order"]
+
+
+class Order:
+    __slots__ = (
+        "account",
+        "canceled",
+        "command",
+        "filled",
+        "notional",
+        "order_id",
+        "price",
+        "quantity",
+        "reason",
+        "remaining",
+        "side",
+        "updated_at",
+    )
+
+    def __init__(self, order_id: int, command: NewOrder) -> None:
+        self.order_id = order_id
+        self.command = command
+        self.account = command.account
+        self.side: Side = command.side
+        self.price: int | None = command.price
+        self.quantity: int = command.quantity
+        self.filled = 0
+        self.remaining: int = command.quantity
+        self.canceled = 0
+        # Sum of price * quantity over the fills, in ticks * lots: the exact average price.
+        self.notional = 0
+        self.reason: Reason | None = None
+        self.updated_at: int = command.timestamp
+
+    def requeued(self, price: int, quantity: int) -> Order:
+        """A copy at a new price and total quantity, for an amend that loses time priority.
+
+        The book keeps the old object in its queue as a dead entry (``remaining == 0``), so the
+        copy can join the back of a level without searching the old queue.
+        """
+        copy = Order.__new__(Order)
+        copy.order_id = self.order_id
+        copy.command = self.command
+        copy.account = self.account
+        copy.side = self.side
+        copy.price = price
+        copy.quantity = quantity
+        copy.filled = self.filled
+        copy.remaining = quantity - self.filled
+        copy.canceled = 0
+        copy.notional = self.notional
+        copy.reason = None
+        copy.updated_at = self.updated_at
+        self.remaining = 0
+        return copy
+
+    # -- derived views ------------------------------------------------------------------------
+
+    @property
+    def status(self) -> OrderStatus:
+        if self.reason in REJECTION_REASONS:
+            return OrderStatus.REJECTED
+        if self.filled == self.quantity:
+            return OrderStatus.FILLED
+        if self.canceled:
+            return OrderStatus.CANCELED
+        return OrderStatus.PARTIALLY_FILLED if self.filled else OrderStatus.NEW
+
+    @property
+    def is_open(self) -> bool:
+        return self.remaining > 0
+
+    @property
+    def average_price_ticks(self) -> Fraction | None:
+        """Quantity-weighted fill price in ticks, exact; None before the first fill."""
+        return Fraction(self.notional, self.filled) if self.filled else None
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number of the command that created the order (its id derives from it)."""
+        return self.order_id
+
+    @property
+    def symbol(self) -> str:
+        return self.command.symbol
+
+    @property
+    def type(self) -> OrderType:
+        return self.command.type
+
+    @property
+    def time_in_force(self) -> TimeInForce:
+        tif = self.command.time_in_force
+        assert tif is not None  # resolved by NewOrder.__post_init__
+        return tif
+
+    @property
+    def post_only(self) -> bool:
+        return self.command.post_only
+
+    @property
+    def stp(self) -> SelfTradePrevention:
+        return self.command.stp
+
+    @property
+    def client_order_id(self) -> str | None:
+        return self.command.client_order_id
+
+    @property
+    def created_at(self) -> int:
+        return self.command.timestamp
+
+    def __repr__(self) -> str:
+        return (
+            f"Order(id={self.order_id}, {self.account}, {self.side} {self.quantity}"
+            f"@{self.price}, filled={self.filled}, remaining={self.remaining}, "
+            f"canceled={self.canceled}, {self.status})"
+        )
