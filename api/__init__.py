@@ -1,0 +1,1 @@
+"""The FastAPI gateway: routes, schemas, auth and error mapping. Thin: HTTP to commands, events to HTTP."""
