@@ -11,7 +11,8 @@ above every real key, so the matching loop needs no emptiness test.
 
 A level is a FIFO queue (``deque``) with lazy deletion: a canceled order stays in the queue as a
 dead entry (``remaining == 0``) and is dropped when it reaches the head, so cancelling is O(1)
-and never searches the queue, even in the middle of a level hundreds of orders deep. The level
+and never searches the queue, even in the middle of a level hundreds of orders deep. A resting
+order points at its level and a level at its side, so a cancel needs no lookup at all. The level
 keeps its live quantity and count exact at every step; when dead entries outnumber live ones it
 compacts, so memory stays proportional to the live orders (amortised O(1) per cancel).
 
@@ -45,19 +46,32 @@ class DepthLevel(NamedTuple):
 
 
 class PriceLevel:
-    __slots__ = ("count", "dead", "orders", "price", "quantity")
+    __slots__ = ("count", "dead", "key", "orders", "price", "quantity", "side")
 
-    def __init__(self, price: int) -> None:
+    def __init__(self, side: BookSide, key: int, price: int) -> None:
+        self.side = side
+        self.key = key
         self.price = price
         self.orders: deque[Order] = deque()
         self.quantity = 0
         self.count = 0
         self.dead = 0
 
-    def compact_if_sparse(self) -> None:
+    def remove(self, order: Order) -> None:
+        """Take a live order out of the level, lazily; call before zeroing its ``remaining``."""
+        self.quantity -= order.remaining
+        self.count -= 1
+        if not self.count:
+            self.side.drop(self.key)
+            return
+        self.dead += 1
         if self.dead > _COMPACT_MIN_DEAD and self.dead > self.count:
-            self.orders = deque(order for order in self.orders if order.remaining)
-            self.dead = 0
+            self.remove_dead()
+
+    def remove_dead(self) -> None:
+        """Drop the dead entries; amortised O(1) per cancel as it runs once dead > live."""
+        self.orders = deque(order for order in self.orders if order.remaining)
+        self.dead = 0
 
     def live_orders(self) -> list[Order]:
         return [order for order in self.orders if order.remaining]
@@ -77,29 +91,24 @@ class BookSide:
         key = self.sign * price
         level = self.levels.get(key)
         if level is None:
-            level = self.levels[key] = PriceLevel(price)
-            self.keys.add(key)
-            if key < self.best_key:
-                self.best_key = key
+            level = self.new_level(key, price)
         level.orders.append(order)
         level.quantity += order.remaining
         level.count += 1
+        order.level = level
 
-    def remove(self, order: Order) -> None:
-        """Take a live order out of its level (lazily); call before zeroing ``remaining``."""
-        key = self.sign * order.price  # type: ignore[operator]
-        level = self.levels[key]
-        level.quantity -= order.remaining
-        level.count -= 1
-        if level.count:
-            level.dead += 1
-            level.compact_if_sparse()
-        else:
-            self.drop(key)
+    def new_level(self, key: int, price: int) -> PriceLevel:
+        level = self.levels[key] = PriceLevel(self, key, price)
+        self.keys.add(key)
+        if key < self.best_key:
+            self.best_key = key
+        return level
 
     def drop(self, key: int) -> None:
         """Remove the level at ``key`` (it has no live order left)."""
-        del self.levels[key]
+        # Clearing the queue breaks the level <-> dead order reference cycle, so reference
+        # counting frees the level without waiting for the cyclic garbage collector.
+        self.levels.pop(key).orders.clear()
         keys = self.keys
         keys.remove(key)
         if key == self.best_key:

@@ -23,15 +23,20 @@ in the account's open orders only. Nothing scans the whole book.
 
 Memory is bounded by the open orders plus two fixed-size histories: recently closed orders (so
 the service can still read an order the command just closed) and recent trades per symbol.
+Closed orders are forgotten oldest first, one per newly closed order beyond the capacity, so
+freeing them never stalls a command.
+
+The new-order, cancel and fill paths are written out inline, with attributes read once into
+locals: they run millions of times and a Python call costs as much as a dozen of those lines.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from ._book import EMPTY, BookSide, DepthLevel, OrderBook
+from ._book import _COMPACT_MIN_DEAD, EMPTY, BookSide, DepthLevel, OrderBook, PriceLevel
 from ._commands import AddInstrument, AmendOrder, CancelAll, CancelOrder, Command, NewOrder
 from ._events import (
     CommandRejected,
@@ -60,6 +65,7 @@ _FOK = TimeInForce.FOK
 _STP_NONE = SelfTradePrevention.NONE
 _CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
 _CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
+_USER_CANCELED = Reason.USER_CANCELED
 
 
 class MatchingEngine:
@@ -68,10 +74,10 @@ class MatchingEngine:
         self._next_trade_id = 1
         self._books: dict[str, OrderBook] = {}
         self._orders: dict[int, Order] = {}  # open orders: resting on a book
-        self._open_by_account: dict[str, dict[int, Order]] = {}
+        self._open_by_account: defaultdict[str, dict[int, Order]] = defaultdict(dict)
         self._client_order_ids: dict[tuple[str, str], tuple[int, NewOrder]] = {}
         self._closed: dict[int, Order] = {}
-        self._closed_ids: deque[int] = deque()
+        self._closed_ids: deque[int] = deque()  # oldest first
         self._closed_capacity = closed_order_capacity
         self._trade_history = trade_history
         self._handlers: dict[type, Callable[[Any, int], list[Event]]] = {
@@ -132,6 +138,11 @@ class MatchingEngine:
     def open_order_count(self) -> int:
         return len(self._orders)
 
+    @property
+    def trade_count(self) -> int:
+        """Trades since the start of the sequence (trade ids count from 1)."""
+        return self._next_trade_id - 1
+
     # -- instruments ------------------------------------------------------------------------
 
     def _add_instrument(self, command: AddInstrument, sequence: int) -> list[Event]:
@@ -148,18 +159,13 @@ class MatchingEngine:
         if book is None:
             return [_new_event(CommandRejected, (sequence, ErrorCode.UNKNOWN_SYMBOL, None))]
         instrument = book.instrument
-        if not instrument.min_lots <= command.quantity <= instrument.max_lots:
+        quantity = command.quantity
+        if quantity < instrument.min_lots or quantity > instrument.max_lots:
             return [_new_event(CommandRejected, (sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, None))]
-        client_order_id = command.client_order_id
-        if client_order_id is not None:
-            key = (command.account, client_order_id)
-            previous = self._client_order_ids.get(key)
-            if previous is not None:
-                order_id, original = previous
-                if original.same_parameters(command):
-                    return [DuplicateOrder(sequence, order_id)]
-                return [CommandRejected(sequence, ErrorCode.CLIENT_ORDER_ID_CONFLICT, order_id)]
-            self._client_order_ids[key] = (sequence, command)
+        if command.client_order_id is not None:
+            known = self._check_client_order_id(command, sequence)
+            if known is not None:
+                return [known]
 
         order = Order(sequence, command)
         price = command.price
@@ -170,47 +176,70 @@ class MatchingEngine:
             own, opposite = book.asks, book.bids
             limit_key = _ANY_PRICE if price is None else -price
         if price is not None:
-            if not instrument.within_band(price, book.last_price):
+            if instrument.price_band_pct is not None and not instrument.within_band(
+                price, book.last_price
+            ):
                 return self._reject(order, Reason.PRICE_BAND, sequence)
             if command.post_only and opposite.best_key <= limit_key:
                 return self._reject(order, Reason.POST_ONLY_WOULD_CROSS, sequence)
 
         events: list[Event] = [_new_event(OrderAccepted, (sequence, sequence))]
         time_in_force = command.time_in_force
-        timestamp = command.timestamp
-        if time_in_force is _FOK and not self._fok_fillable(order, opposite, limit_key):
-            self._cancel_remainder(order, Reason.FOK_UNFILLABLE, events, sequence, timestamp)
-            self._remember_closed(order)
-            return events
         if opposite.best_key <= limit_key:
+            timestamp = command.timestamp
+            if time_in_force is _FOK and not self._fok_fillable(order, opposite, limit_key):
+                return self._close_new(order, Reason.FOK_UNFILLABLE, events, sequence, timestamp)
             if self._take(order, book, opposite, limit_key, events, sequence, timestamp):
-                self._cancel_remainder(
+                return self._close_new(
                     order, Reason.SELF_TRADE_PREVENTED, events, sequence, timestamp
                 )
-                self._remember_closed(order)
-                return events
             if not order.remaining:
                 self._remember_closed(order)
                 return events
-        if time_in_force is _GTC:
-            own.add(order, price)  # type: ignore[arg-type]  # gtc implies a limit price
-            self._orders[sequence] = order
-            by_account = self._open_by_account.get(order.account)
-            if by_account is None:
-                by_account = self._open_by_account[order.account] = {}
-            by_account[sequence] = order
-        else:
-            reason = Reason.NO_LIQUIDITY if price is None else Reason.IOC_REMAINDER
-            self._cancel_remainder(order, reason, events, sequence, timestamp)
-            self._remember_closed(order)
+        if time_in_force is not _GTC:
+            if time_in_force is _FOK:
+                reason = Reason.FOK_UNFILLABLE
+            else:
+                reason = Reason.NO_LIQUIDITY if price is None else Reason.IOC_REMAINDER
+            return self._close_new(order, reason, events, sequence, command.timestamp)
+
+        # Rest at the back of the level (BookSide.add, inlined).
+        level = own.levels.get(-limit_key)
+        if level is None:
+            level = own.new_level(-limit_key, price)  # type: ignore[arg-type]  # gtc is limit
+        level.orders.append(order)
+        level.quantity += order.remaining
+        level.count += 1
+        order.level = level
+        self._orders[sequence] = order
+        self._open_by_account[order.account][sequence] = order
         return events
 
+    def _check_client_order_id(self, command: NewOrder, sequence: int) -> Event | None:
+        """An idempotent retry or a conflicting reuse; None (and the id recorded) when new."""
+        key = (command.account, command.client_order_id)
+        previous = self._client_order_ids.get(key)  # type: ignore[arg-type]
+        if previous is None:
+            self._client_order_ids[key] = (sequence, command)  # type: ignore[index]
+            return None
+        order_id, original = previous
+        if original.same_parameters(command):
+            return DuplicateOrder(sequence, order_id)
+        return CommandRejected(sequence, ErrorCode.CLIENT_ORDER_ID_CONFLICT, order_id)
+
     def _reject(self, order: Order, reason: Reason, sequence: int) -> list[Event]:
-        order.canceled = order.remaining
         order.remaining = 0
         order.reason = reason
         self._remember_closed(order)
         return [OrderRejected(sequence, order.order_id, reason)]
+
+    def _close_new(
+        self, order: Order, reason: Reason, events: list[Event], sequence: int, timestamp: int
+    ) -> list[Event]:
+        """Cancel what is left of an order that never rested."""
+        self._cancel_remainder(order, reason, events, sequence, timestamp)
+        self._remember_closed(order)
+        return events
 
     def _fok_fillable(self, order: Order, opposite: BookSide, limit_key: int) -> bool:
         """Whether matching would fill the whole order (self-trade prevention included)."""
@@ -253,14 +282,14 @@ class MatchingEngine:
         """Match ``taker`` against ``opposite`` while its limit allows.
 
         Answers True when self-trade prevention stopped the taker (its remainder must then be
-        canceled by the caller). This is the hot path: locals and inlined bookkeeping on purpose.
+        canceled by the caller).
         """
         remaining = taker.remaining
         account = taker.account
         stp = taker.command.stp
         check_stp = stp is not _STP_NONE
         taker_id = taker.order_id
-        taker_side = taker.side
+        taker_side = taker.command.side
         symbol = book.instrument.symbol
         levels = opposite.levels
         recent = book.trades
@@ -290,16 +319,19 @@ class MatchingEngine:
                         queue.popleft()
                         level.quantity -= available
                         level.count -= 1
-                        maker.canceled += available
                         maker.remaining = 0
                         maker.reason = Reason.SELF_TRADE_PREVENTED
                         maker.updated_at = timestamp
+                        maker_id = maker.order_id
                         append(
                             OrderCanceled(
-                                sequence, maker.order_id, available, Reason.SELF_TRADE_PREVENTED
+                                sequence, maker_id, available, Reason.SELF_TRADE_PREVENTED
                             )
                         )
-                        self._close_open(maker)
+                        del open_orders[maker_id]
+                        del by_account[maker.account][maker_id]
+                        closed[maker_id] = maker
+                        closed_ids.append(maker_id)
                     if stp is not _CANCEL_OLDEST:  # cancel_newest / cancel_both: the taker stops
                         stopped = True
                         break
@@ -368,14 +400,34 @@ class MatchingEngine:
     # -- cancels ----------------------------------------------------------------------------
 
     def _cancel(self, command: CancelOrder, sequence: int) -> list[Event]:
+        order_id = command.order_id
         account = command.account
-        order = self._orders.get(command.order_id)
+        order = self._orders.get(order_id)
         if order is None or (account is not None and order.account != account):
-            return [self._not_open(command.order_id, account, sequence)]
-        reason = Reason.ADMIN_CANCELED if account is None else Reason.USER_CANCELED
-        events: list[Event] = []
-        self._cancel_open(order, reason, events, sequence, command.timestamp)
-        return events
+            return [self._not_open(order_id, account, sequence)]
+        reason = _USER_CANCELED if account is not None else Reason.ADMIN_CANCELED
+        remaining = order.remaining
+        # PriceLevel.remove, inlined.
+        level: PriceLevel = order.level  # type: ignore[assignment]  # open orders rest
+        level.quantity -= remaining
+        level.count -= 1
+        if level.count:
+            level.dead += 1
+            if level.dead > _COMPACT_MIN_DEAD and level.dead > level.count:
+                level.remove_dead()
+        else:
+            level.side.drop(level.key)
+        order.remaining = 0
+        order.reason = reason
+        order.updated_at = command.timestamp
+        del self._orders[order_id]
+        del self._open_by_account[order.account][order_id]
+        self._closed[order_id] = order
+        closed_ids = self._closed_ids
+        closed_ids.append(order_id)
+        if len(closed_ids) > self._closed_capacity:
+            del self._closed[closed_ids.popleft()]
+        return [_new_event(OrderCanceled, (sequence, order_id, remaining, reason))]
 
     def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:
         symbol = command.symbol
@@ -383,7 +435,7 @@ class MatchingEngine:
         doomed = [o for o in orders.values() if symbol is None or o.command.symbol == symbol]
         events: list[Event] = []
         for order in doomed:
-            self._cancel_open(order, Reason.USER_CANCELED, events, sequence, command.timestamp)
+            self._cancel_open(order, _USER_CANCELED, events, sequence, command.timestamp)
         return events
 
     def _not_open(self, order_id: int, account: str | None, sequence: int) -> CommandRejected:
@@ -391,7 +443,7 @@ class MatchingEngine:
 
         Another account's order answers ``not_found``, exactly like an id that never existed.
         """
-        closed = self._closed.get(order_id)
+        closed = self.order(order_id)
         if closed is not None and (account is None or closed.account == account):
             return CommandRejected(sequence, ErrorCode.ORDER_NOT_OPEN, order_id)
         return CommandRejected(sequence, ErrorCode.NOT_FOUND, order_id)
@@ -399,8 +451,7 @@ class MatchingEngine:
     def _cancel_open(
         self, order: Order, reason: Reason, events: list[Event], sequence: int, timestamp: int
     ) -> None:
-        book = self._books[order.command.symbol]
-        (book.bids if order.side is _BUY else book.asks).remove(order)
+        order.level.remove(order)  # type: ignore[union-attr]  # open orders rest
         self._cancel_remainder(order, reason, events, sequence, timestamp)
         self._close_open(order)
 
@@ -420,7 +471,7 @@ class MatchingEngine:
         if not instrument.min_lots <= quantity <= instrument.max_lots:
             return [CommandRejected(sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, order.order_id)]
         timestamp = command.timestamp
-        if order.side is _BUY:
+        if order.command.side is _BUY:
             own, opposite, limit_key = book.bids, book.asks, price
         else:
             own, opposite, limit_key = book.asks, book.bids, -price
@@ -429,7 +480,7 @@ class MatchingEngine:
             # Same price, same or lower quantity: the order keeps its place in the queue.
             reduction = order.quantity - quantity
             if reduction:
-                own.levels[own.sign * price].quantity -= reduction
+                order.level.quantity -= reduction  # type: ignore[union-attr]
                 order.quantity = quantity
                 order.remaining -= reduction
                 order.updated_at = timestamp
@@ -439,11 +490,9 @@ class MatchingEngine:
             if not instrument.within_band(price, book.last_price):
                 return [CommandRejected(sequence, ErrorCode.PRICE_BAND, order.order_id)]
             if order.command.post_only and opposite.best_key <= limit_key:
-                return [
-                    CommandRejected(sequence, ErrorCode.POST_ONLY_WOULD_CROSS, order.order_id)
-                ]
+                return [CommandRejected(sequence, ErrorCode.POST_ONLY_WOULD_CROSS, order.order_id)]
         # A new price or a larger quantity: the order goes to the back of its (new) level.
-        own.remove(order)
+        order.level.remove(order)  # type: ignore[union-attr]
         replacement = order.requeued(price, quantity)
         replacement.updated_at = timestamp
         self._orders[order.order_id] = replacement
@@ -469,7 +518,6 @@ class MatchingEngine:
         order: Order, reason: Reason, events: list[Event], sequence: int, timestamp: int
     ) -> None:
         remaining = order.remaining
-        order.canceled += remaining
         order.remaining = 0
         order.reason = reason
         order.updated_at = timestamp

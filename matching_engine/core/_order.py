@@ -14,13 +14,18 @@ disagree with them and no transition can be forgotten. The legal transitions fol
      └──cancel───────────┴──> canceled          (any reason but the two below)
     (entry) ──post-only cross / price band──> rejected
 
+``canceled`` is derived too (``quantity - filled - remaining``): the three quantities cannot drift
+apart because only two of them are stored.
+
 The immutable parameters stay in the :class:`NewOrder` command the order was created from; the
-order copies only what the matching loop reads on every fill (account, side, price).
+order copies only what the matching loop reads on every fill (account, price). A resting order
+also points at its price level, so a cancel finds its queue without a lookup.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from ._commands import NewOrder
 from ._types import (
@@ -33,22 +38,24 @@ from ._types import (
     TimeInForce,
 )
 
+if TYPE_CHECKING:
+    from ._book import PriceLevel
+
 __all__ = ["Order"]
 
 
 class Order:
     __slots__ = (
         "account",
-        "canceled",
         "command",
         "filled",
+        "level",
         "notional",
         "order_id",
         "price",
         "quantity",
         "reason",
         "remaining",
-        "side",
         "updated_at",
     )
 
@@ -56,12 +63,11 @@ class Order:
         self.order_id = order_id
         self.command = command
         self.account = command.account
-        self.side: Side = command.side
         self.price: int | None = command.price
         self.quantity: int = command.quantity
         self.filled = 0
         self.remaining: int = command.quantity
-        self.canceled = 0
+        self.level: PriceLevel | None = None
         # Sum of price * quantity over the fills, in ticks * lots: the exact average price.
         self.notional = 0
         self.reason: Reason | None = None
@@ -77,12 +83,11 @@ class Order:
         copy.order_id = self.order_id
         copy.command = self.command
         copy.account = self.account
-        copy.side = self.side
         copy.price = price
         copy.quantity = quantity
         copy.filled = self.filled
         copy.remaining = quantity - self.filled
-        copy.canceled = 0
+        copy.level = None
         copy.notional = self.notional
         copy.reason = None
         copy.updated_at = self.updated_at
@@ -90,6 +95,15 @@ class Order:
         return copy
 
     # -- derived views ------------------------------------------------------------------------
+
+    @property
+    def canceled(self) -> int:
+        """Lots that will never trade: canceled, rejected or expired."""
+        return self.quantity - self.filled - self.remaining
+
+    @property
+    def side(self) -> Side:
+        return self.command.side
 
     @property
     def status(self) -> OrderStatus:
