@@ -57,16 +57,19 @@ class PriceLevel:
         self.count = 0
         self.dead = 0
 
-    def remove(self, order: Order) -> None:
-        """Take a live order out of the level, lazily; call before zeroing its ``remaining``."""
-        self.quantity -= order.remaining
+    def remove(self, order: Order) -> int:
+        """Take a live order out of the level, lazily: zero its ``remaining`` and answer it."""
+        remaining = order.remaining
+        order.remaining = 0  # dead from here on, also for remove_dead below
+        self.quantity -= remaining
         self.count -= 1
         if not self.count:
             self.side.drop(self.key)
-            return
-        self.dead += 1
-        if self.dead > _COMPACT_MIN_DEAD and self.dead > self.count:
-            self.remove_dead()
+        else:
+            self.dead += 1
+            if self.dead > _COMPACT_MIN_DEAD and self.dead > self.count:
+                self.remove_dead()
+        return remaining
 
     def remove_dead(self) -> None:
         """Drop the dead entries; amortised O(1) per cancel as it runs once dead > live."""

@@ -407,6 +407,7 @@ class MatchingEngine:
             return [self._not_open(order_id, account, sequence)]
         reason = _USER_CANCELED if account is not None else Reason.ADMIN_CANCELED
         remaining = order.remaining
+        order.remaining = 0  # dead from here on, also for remove_dead below
         # PriceLevel.remove, inlined.
         level: PriceLevel = order.level  # type: ignore[assignment]  # open orders rest
         level.quantity -= remaining
@@ -417,7 +418,6 @@ class MatchingEngine:
                 level.remove_dead()
         else:
             level.side.drop(level.key)
-        order.remaining = 0
         order.reason = reason
         order.updated_at = command.timestamp
         del self._orders[order_id]
@@ -451,8 +451,10 @@ class MatchingEngine:
     def _cancel_open(
         self, order: Order, reason: Reason, events: list[Event], sequence: int, timestamp: int
     ) -> None:
-        order.level.remove(order)  # type: ignore[union-attr]  # open orders rest
-        self._cancel_remainder(order, reason, events, sequence, timestamp)
+        remaining = order.level.remove(order)  # type: ignore[union-attr]  # open orders rest
+        order.reason = reason
+        order.updated_at = timestamp
+        events.append(OrderCanceled(sequence, order.order_id, remaining, reason))
         self._close_open(order)
 
     # -- amends -----------------------------------------------------------------------------
