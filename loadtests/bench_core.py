@@ -182,7 +182,7 @@ def book_shape(engine: MatchingEngine) -> tuple[int, int, int]:
     for instrument in engine.instruments():
         bids, asks = engine.depth(instrument.symbol, limit=10**9)
         levels += len(bids) + len(asks)
-        deepest = max([deepest] + [level.count for level in bids + asks])
+        deepest = max([deepest] + [level.order_count for level in bids + asks])
     return engine.open_order_count, levels, deepest
 
 

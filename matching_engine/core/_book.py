@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
+from ._events import Trade
 from ._instrument import Instrument
 from ._order import Order
 
@@ -42,7 +43,7 @@ _COMPACT_MIN_DEAD = 32
 class DepthLevel(NamedTuple):
     price: int
     quantity: int
-    count: int
+    order_count: int
 
 
 class PriceLevel:
@@ -144,7 +145,7 @@ class OrderBook:
         self.asks = BookSide(+1)
         self.last_price: int | None = None
         # Recent trades, oldest first; the Trade events themselves (immutable).
-        self.trades: deque[object] = deque(maxlen=trade_history)
+        self.trades: deque[Trade] = deque(maxlen=trade_history)
 
     @property
     def best_bid_price(self) -> int | None:

@@ -1,0 +1,298 @@
+"""The repository: every SQL statement of the write path and of the read models lives here.
+
+The journal is append-only: one row per sequenced command, written in one transaction per batch
+(group commit) before any command of the batch is applied. The read-model rows of the previous
+batch ride in the same transaction, so one commit (one fsync) per batch carries both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from matching_engine import codec
+from matching_engine.core import Command
+from matching_engine.projection import Projection
+from matching_engine.schema import fills, journal, orders, projection_state, snapshots, trades
+from matching_engine.views import FillView, OrderView, TradeView
+
+__all__ = ["Journal"]
+
+SNAPSHOT_FORMAT = 1
+_REPLAY_PAGE = 5_000
+_SNAPSHOTS_KEPT = 2
+
+
+class Journal:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert = dialect.insert
+
+    # -- write path ---------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[tuple[int, Command]], projection: Projection) -> None:
+        """Journal a batch and the pending read-model rows, in one transaction."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                journal.insert(),
+                [
+                    {
+                        "sequence": sequence,
+                        "kind": codec.kind(command),
+                        "command": codec.encode(command),
+                    }
+                    for sequence, command in entries
+                ],
+            )
+            if projection:
+                await self._write_projection(connection, projection)
+
+    async def write_projection(self, projection: Projection) -> None:
+        async with self._engine.begin() as connection:
+            await self._write_projection(connection, projection)
+
+    async def _write_projection(self, connection: AsyncConnection, projection: Projection) -> None:
+        if projection.orders:
+            statement = self._insert(orders)
+            updated = {
+                column.name: statement.excluded[column.name]
+                for column in orders.columns
+                if column.name not in ("order_id", "account_id", "created_at")
+            }
+            await connection.execute(
+                statement.on_conflict_do_update(index_elements=["order_id"], set_=updated),
+                [view.row() for view in projection.orders.values()],
+            )
+        # Fills and trades never change: a row written by an earlier, in-doubt attempt is kept.
+        if projection.fills:
+            await connection.execute(
+                self._insert(fills).on_conflict_do_nothing(),
+                [_fill_row(fill) for fill in projection.fills],
+            )
+        if projection.trades:
+            await connection.execute(
+                self._insert(trades).on_conflict_do_nothing(),
+                [_trade_row(trade) for trade in projection.trades],
+            )
+        statement = self._insert(projection_state).values(id=1, sequence=projection.sequence)
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["id"], set_={"sequence": statement.excluded.sequence}
+            )
+        )
+
+    async def last_sequence(self) -> int:
+        async with self._engine.connect() as connection:
+            value = await connection.scalar(select(func.max(journal.c.sequence)))
+        return int(value or 0)
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    async def projected_sequence(self) -> int:
+        async with self._engine.connect() as connection:
+            value = await connection.scalar(
+                select(projection_state.c.sequence).where(projection_state.c.id == 1)
+            )
+        return int(value or 0)
+
+    async def replay(self, after: int) -> AsyncIterator[tuple[int, Command]]:
+        """Every journaled command after ``after``, in sequence order, read in pages."""
+        while True:
+            async with self._engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(journal.c.sequence, journal.c.command)
+                        .where(journal.c.sequence > after)
+                        .order_by(journal.c.sequence)
+                        .limit(_REPLAY_PAGE)
+                    )
+                ).all()
+            for sequence, text in rows:
+                yield sequence, codec.decode(text)
+            if len(rows) < _REPLAY_PAGE:
+                return
+            after = rows[-1][0]
+
+    async def latest_snapshot(self, at_most: int) -> tuple[int, bytes] | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(snapshots.c.sequence, snapshots.c.state)
+                    .where(snapshots.c.sequence <= at_most, snapshots.c.format == SNAPSHOT_FORMAT)
+                    .order_by(snapshots.c.sequence.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    async def save_snapshot(self, sequence: int, state: bytes) -> None:
+        """Store a snapshot and drop all but the newest few."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                snapshots.insert().values(
+                    sequence=sequence, taken_at=time.time_ns(), format=SNAPSHOT_FORMAT, state=state
+                )
+            )
+            kept = (
+                select(snapshots.c.sequence)
+                .order_by(snapshots.c.sequence.desc())
+                .limit(_SNAPSHOTS_KEPT)
+                .scalar_subquery()
+            )
+            await connection.execute(
+                delete(snapshots).where(
+                    snapshots.c.sequence < select(func.min(kept)).scalar_subquery()
+                )
+            )
+
+    # -- read models --------------------------------------------------------------------------
+
+    async def order(self, account_id: str, order_id: int) -> OrderView | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(orders).where(
+                        orders.c.order_id == order_id, orders.c.account_id == account_id
+                    )
+                )
+            ).first()
+        return None if row is None else _order_view(row._mapping)
+
+    async def orders(
+        self,
+        account_id: str,
+        *,
+        symbol: str | None,
+        open_only: bool | None,
+        client_order_id: str | None,
+        limit: int,
+    ) -> list[OrderView]:
+        query = select(orders).where(orders.c.account_id == account_id)
+        if symbol is not None:
+            query = query.where(orders.c.symbol == symbol)
+        if client_order_id is not None:
+            query = query.where(orders.c.client_order_id == client_order_id)
+        if open_only is not None:
+            statuses = ("new", "partially_filled")
+            column = orders.c.status
+            query = query.where(column.in_(statuses) if open_only else column.not_in(statuses))
+        query = query.order_by(orders.c.order_id.desc()).limit(limit)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [_order_view(row._mapping) for row in rows]
+
+    async def fills_of_order(self, order_id: int) -> list[FillView]:
+        query = select(fills).where(fills.c.order_id == order_id).order_by(fills.c.trade_id)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [_fill_view(row._mapping) for row in rows]
+
+    async def fills(self, account_id: str, *, symbol: str | None, limit: int) -> list[FillView]:
+        query = select(fills).where(fills.c.account_id == account_id)
+        if symbol is not None:
+            query = query.where(fills.c.symbol == symbol)
+        query = query.order_by(fills.c.trade_id.desc(), fills.c.order_id.desc()).limit(limit)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [_fill_view(row._mapping) for row in rows]
+
+    async def trades(self, symbol: str, limit: int) -> list[TradeView]:
+        query = (
+            select(trades)
+            .where(trades.c.symbol == symbol)
+            .order_by(trades.c.trade_id.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [_trade_view(row._mapping) for row in rows]
+
+
+def _fill_row(fill: FillView) -> dict[str, Any]:
+    return {
+        "trade_id": int(fill.trade_id),
+        "order_id": int(fill.order_id),
+        "account_id": fill.account_id,
+        "symbol": fill.symbol,
+        "side": fill.side,
+        "price": str(fill.price),
+        "quantity": str(fill.quantity),
+        "liquidity": fill.liquidity,
+        "sequence": fill.sequence,
+        "timestamp": fill.timestamp,
+    }
+
+
+def _trade_row(trade: TradeView) -> dict[str, Any]:
+    return {
+        "trade_id": int(trade.trade_id),
+        "symbol": trade.symbol,
+        "price": str(trade.price),
+        "quantity": str(trade.quantity),
+        "taker_side": trade.taker_side,
+        "sequence": trade.sequence,
+        "timestamp": trade.timestamp,
+    }
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _order_view(row: Any) -> OrderView:
+    return OrderView(
+        order_id=str(row["order_id"]),
+        client_order_id=row["client_order_id"],
+        account_id=row["account_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        type=row["type"],
+        price=_decimal(row["price"]),
+        quantity=Decimal(row["quantity"]),
+        filled_quantity=Decimal(row["filled_quantity"]),
+        remaining_quantity=Decimal(row["remaining_quantity"]),
+        canceled_quantity=Decimal(row["canceled_quantity"]),
+        average_price=_decimal(row["average_price"]),
+        status=row["status"],
+        reason=row["reason"],
+        time_in_force=row["time_in_force"],
+        post_only=bool(row["post_only"]),
+        stp=row["stp"],
+        sequence=int(row["sequence"]),
+        created_at=int(row["created_at"]),
+        updated_at=int(row["updated_at"]),
+    )
+
+
+def _fill_view(row: Any) -> FillView:
+    return FillView(
+        trade_id=str(row["trade_id"]),
+        order_id=str(row["order_id"]),
+        account_id=row["account_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        price=Decimal(row["price"]),
+        quantity=Decimal(row["quantity"]),
+        liquidity=row["liquidity"],
+        sequence=int(row["sequence"]),
+        timestamp=int(row["timestamp"]),
+    )
+
+
+def _trade_view(row: Any) -> TradeView:
+    return TradeView(
+        trade_id=str(row["trade_id"]),
+        symbol=row["symbol"],
+        price=Decimal(row["price"]),
+        quantity=Decimal(row["quantity"]),
+        taker_side=row["taker_side"],
+        sequence=int(row["sequence"]),
+        timestamp=int(row["timestamp"]),
+    )

@@ -1,0 +1,95 @@
+"""Read-model projection: what each applied command changed, as rows for the query tables.
+
+The sequencer records every command's events here right after applying it, while the engine still
+holds the touched orders in the state that command left them in. The same views answer the
+request that sent the command. Rows accumulate until the next journal transaction (or an idle
+flush) writes them; until then queries merge them over what the tables hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from matching_engine.core import (
+    CommandRejected,
+    DuplicateOrder,
+    Event,
+    InstrumentAdded,
+    MatchingEngine,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderRejected,
+    Trade,
+)
+from matching_engine.views import (
+    FillView,
+    OrderView,
+    TradeView,
+    fills_of_trade,
+    order_view,
+    trade_view,
+)
+
+__all__ = ["Projection", "touched_order_ids"]
+
+
+def touched_order_ids(events: list[Event]) -> list[int]:
+    """Ids of the orders whose state the events changed, first touched first."""
+    touched: dict[int, None] = {}
+    for event in events:
+        if isinstance(event, Trade):
+            touched[event.taker_order_id] = None
+            touched[event.maker_order_id] = None
+        elif isinstance(event, OrderAccepted | OrderRejected | OrderCanceled | OrderAmended):
+            touched[event.order_id] = None
+        elif not isinstance(event, DuplicateOrder | CommandRejected | InstrumentAdded):
+            raise TypeError(f"unknown event {event!r}")
+    return list(touched)
+
+
+@dataclass
+class Projection:
+    """Rows not yet in the read-model tables, up to and including ``sequence``."""
+
+    sequence: int = 0
+    orders: dict[int, OrderView] = field(default_factory=dict)
+    fills: list[FillView] = field(default_factory=list)
+    trades: list[TradeView] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.orders or self.fills or self.trades)
+
+    def absorb(self, newer: Projection) -> Projection:
+        """Fold rows recorded after these into this projection (when a write of it failed)."""
+        self.orders.update(newer.orders)
+        self.fills.extend(newer.fills)
+        self.trades.extend(newer.trades)
+        self.sequence = max(self.sequence, newer.sequence)
+        return self
+
+    def record(
+        self, engine: MatchingEngine, sequence: int, events: list[Event]
+    ) -> dict[int, OrderView]:
+        """Add one applied command's changes; answer the views of the orders it touched."""
+        self.sequence = sequence
+        fills_by_order: dict[int, list[FillView]] = {}
+        for event in events:
+            if isinstance(event, Trade):
+                instrument = engine.instrument(event.symbol)
+                assert instrument is not None
+                self.trades.append(trade_view(event, instrument))
+                for fill in fills_of_trade(event, instrument):
+                    self.fills.append(fill)
+                    fills_by_order.setdefault(int(fill.order_id), []).append(fill)
+        views: dict[int, OrderView] = {}
+        for order_id in touched_order_ids(events):
+            order = engine.order(order_id)
+            if order is None:  # forgotten already: only when closed-order capacity is tiny
+                continue
+            instrument = engine.instrument(order.symbol)
+            assert instrument is not None
+            view = order_view(order, instrument, tuple(fills_by_order.get(order_id, ())))
+            views[order_id] = view
+            self.orders[order_id] = view
+        return views

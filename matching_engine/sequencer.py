@@ -1,0 +1,209 @@
+"""The sequencer: the one writer that owns the book.
+
+Theory of operation
+-------------------
+Requests put commands on a queue and wait. One asyncio task takes every command waiting (up to
+``batch_max_commands``), stamps each with the time, numbers them after the engine's sequence, and
+journals the whole batch in one transaction together with the read-model rows of the batches
+before it (group commit: one fsync for many commands). Only after the commit does it apply the
+commands to the engine, in order, and answer each request with what its command did.
+
+If the commit fails, nothing is applied and every request of the batch is answered with
+:class:`Unavailable`; no 2xx is ever given for a command that is not durable. A commit that timed
+out may still have happened: the batch is then *in doubt*, and before anything else is journaled
+the sequencer asks the journal how far it got, and applies the batch if it is there, so the
+engine never diverges from the journal. Clients whose request failed retry with their
+``client_order_id`` and get the original order back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from matching_engine.core import Command, Event, MatchingEngine
+from matching_engine.errors import Unavailable
+from matching_engine.journal import Journal
+from matching_engine.projection import Projection
+from matching_engine.settings import Settings
+from matching_engine.views import OrderView
+
+__all__ = ["Applied", "Sequencer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one command did: its sequence, its events and the orders it touched, as views."""
+
+    sequence: int
+    events: list[Event]
+    orders: dict[int, OrderView]
+
+
+_Waiter = tuple[Command, "asyncio.Future[Applied]"]
+_IDLE_RETRY_S = 1.0
+
+
+class Sequencer:
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        journal: Journal,
+        settings: Settings,
+        *,
+        on_batch: Callable[[int, float], None] | None = None,
+        snapshot_due: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self._journal = journal
+        self._settings = settings
+        self._queue: asyncio.Queue[_Waiter] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._last_timestamp = 0
+        self._in_doubt: list[tuple[int, Command]] = []
+        self._in_doubt_projection: Projection | None = None
+        self.pending = Projection(sequence=engine.sequence)  # applied, not yet in the read models
+        self.flushing: Projection | None = None  # being written right now
+        self._on_batch = on_batch
+        self._snapshot_due = snapshot_due
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sequencer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(Unavailable("the engine is shutting down"))
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- the request side ---------------------------------------------------------------------
+
+    async def submit(self, command: Command) -> Applied:
+        """Sequence, journal and apply ``command``; answer what it did once it is durable."""
+        future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((command, future))
+        # The command stays queued even if the caller gives up: it may already be in a batch.
+        return await asyncio.shield(future)
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            behind = bool(self.pending or self._in_doubt)
+            if behind and self._queue.empty():
+                await self._flush_when_idle()
+                behind = bool(self.pending or self._in_doubt)
+            try:
+                # While rows are unwritten (the database is down), wake up to retry them.
+                async with asyncio.timeout(_IDLE_RETRY_S if behind else None):
+                    batch = [await self._queue.get()]
+            except TimeoutError:
+                continue
+            while len(batch) < self._settings.batch_max_commands and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._process(batch)
+
+    async def _process(self, batch: list[_Waiter]) -> None:
+        try:
+            await self._resolve_doubt()
+        except Exception as error:
+            self._fail(batch, error)
+            return
+        start = self.engine.sequence
+        entries = [
+            (start + offset, self._stamped(command))
+            for offset, (command, _) in enumerate(batch, start=1)
+        ]
+        projection, self.pending = self.pending, Projection(sequence=self.pending.sequence)
+        self.flushing = projection
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._settings.db_commit_timeout_s):
+                await self._journal.append(entries, projection)
+        except Exception as error:
+            # The commit may or may not have happened: settle it before journaling anything else.
+            self._in_doubt, self._in_doubt_projection = entries, projection
+            self.flushing = None
+            self._fail(batch, error)
+            return
+        self.flushing = None
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - started)
+        for (sequence, command), (_, future) in zip(entries, batch, strict=True):
+            applied = self._apply(sequence, command)
+            if not future.done():
+                future.set_result(applied)
+        if self._snapshot_due is not None:
+            await self._snapshot_due()
+
+    def _stamped(self, command: Command) -> Command:
+        # Times come from here, never from the core, and never run backwards in the journal.
+        self._last_timestamp = max(time.time_ns(), self._last_timestamp + 1)
+        return dataclasses.replace(command, timestamp=self._last_timestamp)
+
+    def _apply(self, sequence: int, command: Command) -> Applied:
+        events = self.engine.submit(command)
+        assert self.engine.sequence == sequence, "engine and journal sequences diverged"
+        return Applied(sequence, events, self.pending.record(self.engine, sequence, events))
+
+    def _fail(self, batch: list[_Waiter], error: BaseException) -> None:
+        log.warning("journal write failed: %s: %s", type(error).__name__, error)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(Unavailable("the journal is unavailable; retry later"))
+
+    async def _resolve_doubt(self) -> None:
+        """Apply the in-doubt batch if its commit happened after all; forget it otherwise."""
+        if not self._in_doubt:
+            return
+        async with asyncio.timeout(self._settings.db_commit_timeout_s):
+            last = await self._journal.last_sequence()
+        entries, projection = self._in_doubt, self._in_doubt_projection
+        self._in_doubt, self._in_doubt_projection = [], None
+        assert projection is not None
+        if last >= entries[-1][0]:
+            log.warning("in-doubt batch %d..%d was committed; applying it", entries[0][0], last)
+            for sequence, command in entries:
+                self._apply(sequence, command)
+        else:
+            # Not committed: its read-model rows were not written either.
+            self.pending = projection.absorb(self.pending)
+
+    async def _flush_when_idle(self) -> None:
+        """Nothing is waiting: write the read-model rows now rather than with the next batch."""
+        try:
+            await self._resolve_doubt()
+            if not self.pending:
+                return
+            projection, self.pending = self.pending, Projection(sequence=self.pending.sequence)
+            self.flushing = projection
+            try:
+                async with asyncio.timeout(self._settings.db_commit_timeout_s):
+                    await self._journal.write_projection(projection)
+            except Exception:
+                # Keep the rows for the next try. Rewriting them is harmless even if this write
+                # did commit: every read-model write is an upsert or skips existing rows.
+                self.pending = projection.absorb(self.pending)
+                raise
+            finally:
+                self.flushing = None
+        except Exception as error:
+            log.warning("read-model flush failed: %s: %s", type(error).__name__, error)

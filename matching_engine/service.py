@@ -1,0 +1,433 @@
+"""The engine service: recovery, the sequencer and the queries, behind one object.
+
+The gateway talks only to :class:`EngineService`. Writes become core commands and go through the
+sequencer (durable before they are applied and answered); reads are served from memory where the
+engine has the answer (open orders, recent closes, the book, recent trades) and from the read
+models otherwise, with the rows not yet written laid over them, so a reader always sees at least
+every acknowledged change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from decimal import Decimal
+from enum import StrEnum
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from matching_engine import metrics
+from matching_engine.accounts import AccountStore
+from matching_engine.core import (
+    AddInstrument,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    CommandRejected,
+    DepthLevel,
+    DuplicateOrder,
+    ErrorCode,
+    Instrument,
+    InvalidCommand,
+    MatchingEngine,
+    NewOrder,
+    OrderCanceled,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    UnknownSymbol,
+)
+from matching_engine.db import create_engine
+from matching_engine.errors import NotFound, Refused
+from matching_engine.journal import Journal
+from matching_engine.projection import Projection
+from matching_engine.sequencer import Applied, Sequencer
+from matching_engine.settings import Settings
+from matching_engine.views import (
+    BookView,
+    FillView,
+    OrderView,
+    TradeView,
+    order_view,
+    plain,
+    trade_view,
+)
+
+__all__ = ["EngineService", "RecoveryReport", "recover"]
+
+log = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=StrEnum)
+_REPLAY_FLUSH_ROWS = 10_000
+
+
+class RecoveryReport:
+    def __init__(self, snapshot_sequence: int, replayed: int, seconds: float) -> None:
+        self.snapshot_sequence = snapshot_sequence
+        self.replayed = replayed
+        self.seconds = seconds
+
+
+async def recover(journal: Journal, settings: Settings) -> tuple[MatchingEngine, RecoveryReport]:
+    """Rebuild the engine: the newest usable snapshot, then the journal after it.
+
+    A snapshot is usable when the read models already cover it, because the events of the
+    commands before it cannot be produced again; the two newest snapshots are kept for that.
+    Read-model rows the crash left unwritten are written on the way.
+    """
+    started = time.perf_counter()
+    projected = await journal.projected_sequence()
+    snapshot = await journal.latest_snapshot(at_most=projected)
+    if snapshot is None:
+        engine = MatchingEngine(closed_order_capacity=settings.closed_order_capacity)
+    else:
+        engine = MatchingEngine.restore(snapshot[1])
+    snapshot_sequence = engine.sequence
+    projection = Projection(sequence=projected)
+    replayed = 0
+    async for sequence, command in journal.replay(after=engine.sequence):
+        events = engine.submit(command)
+        if engine.sequence != sequence:
+            raise RuntimeError(f"journal gap: expected {engine.sequence}, found {sequence}")
+        replayed += 1
+        if sequence > projected:
+            projection.record(engine, sequence, events)
+            if len(projection.orders) + len(projection.fills) >= _REPLAY_FLUSH_ROWS:
+                await journal.write_projection(projection)
+                projection = Projection(sequence=sequence)
+    if projection:
+        await journal.write_projection(projection)
+    return engine, RecoveryReport(snapshot_sequence, replayed, time.perf_counter() - started)
+
+
+def _enum(kind: type[_E], value: str, name: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise InvalidCommand(f"{name} must be one of {choices}") from None
+
+
+def _order_id(text: str) -> int:
+    """Order ids are opaque strings outside; an id that cannot be ours is simply not found."""
+    if not text.isdigit() or len(text) > 18:
+        raise NotFound("no such order")
+    return int(text)
+
+
+class EngineService:
+    def __init__(
+        self,
+        settings: Settings,
+        database: AsyncEngine,
+        engine: MatchingEngine,
+        recovery: RecoveryReport,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.engine = engine
+        self.recovery = recovery
+        self.accounts = AccountStore(database, settings)
+        self._journal = Journal(database)
+        self._sequencer = Sequencer(
+            engine,
+            self._journal,
+            settings,
+            on_batch=self._observe_batch,
+            snapshot_due=self._snapshot_if_due,
+        )
+        self._snapshot_sequence = recovery.snapshot_sequence
+        self.ready = False
+
+    @classmethod
+    async def open(cls, settings: Settings) -> EngineService:
+        """Recover the engine from the database and start the sequencer."""
+        database = create_engine(settings)
+        try:
+            engine, report = await recover(Journal(database), settings)
+        except BaseException:
+            await database.dispose()
+            raise
+        metrics.RECOVERY_SECONDS.set(report.seconds)
+        metrics.COMMANDS_REPLAYED.set(report.replayed)
+        metrics.SEQUENCE.set(engine.sequence)
+        log.info(
+            "recovered to sequence %d: snapshot at %d, %d commands replayed in %.2f s",
+            engine.sequence,
+            report.snapshot_sequence,
+            report.replayed,
+            report.seconds,
+        )
+        service = cls(settings, database, engine, report)
+        service._sequencer.start()
+        service.ready = True
+        return service
+
+    async def close(self) -> None:
+        self.ready = False
+        await self._sequencer.stop()
+        await self.database.dispose()
+
+    @property
+    def sequence(self) -> int:
+        return self.engine.sequence
+
+    @property
+    def queue_depth(self) -> int:
+        return self._sequencer.queue_depth
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def place_order(
+        self,
+        account_id: str,
+        *,
+        symbol: str,
+        side: str,
+        type: str,
+        quantity: Decimal,
+        price: Decimal | None,
+        time_in_force: str | None,
+        post_only: bool,
+        stp: str,
+        client_order_id: str | None,
+    ) -> tuple[OrderView, bool]:
+        """Enter an order; answers it and whether this was an idempotent retry."""
+        instrument = self._instrument(symbol)
+        command = NewOrder(
+            account=account_id,
+            symbol=symbol,
+            side=_enum(Side, side, "side"),
+            type=_enum(OrderType, type, "type"),
+            quantity=instrument.quantity_to_lots(quantity),
+            price=None if price is None else instrument.price_to_ticks(price),
+            time_in_force=None
+            if time_in_force is None
+            else _enum(TimeInForce, time_in_force, "time_in_force"),
+            post_only=post_only,
+            stp=_enum(SelfTradePrevention, stp, "stp"),
+            client_order_id=client_order_id,
+        )
+        applied = await self._submit(command)
+        first = applied.events[0]
+        if isinstance(first, DuplicateOrder):
+            return await self.get_order(account_id, str(first.order_id)), True
+        outcome = applied.orders[applied.sequence]
+        metrics.ORDERS.labels(outcome.status, outcome.reason or "none").inc()
+        return outcome, False
+
+    async def cancel_order(self, account_id: str, order_id: str) -> OrderView:
+        identifier = _order_id(order_id)
+        await self._open_order(account_id, identifier)
+        applied = await self._submit(CancelOrder(account_id, identifier))
+        return await self._with_all_fills(applied.orders[identifier])
+
+    async def cancel_all(self, account_id: str, symbol: str | None) -> list[str]:
+        applied = await self._submit(CancelAll(account_id, symbol))
+        return [str(e.order_id) for e in applied.events if isinstance(e, OrderCanceled)]
+
+    async def amend_order(
+        self,
+        account_id: str,
+        order_id: str,
+        *,
+        price: Decimal | None,
+        quantity: Decimal | None,
+    ) -> OrderView:
+        identifier = _order_id(order_id)
+        order = await self._open_order(account_id, identifier)
+        instrument = self._instrument(order.symbol)
+        command = AmendOrder(
+            account_id,
+            identifier,
+            price=None if price is None else instrument.price_to_ticks(price),
+            quantity=None if quantity is None else instrument.quantity_to_lots(quantity),
+        )
+        applied = await self._submit(command)
+        return await self._with_all_fills(applied.orders[identifier])
+
+    async def add_instrument(self, instrument: Instrument) -> Instrument:
+        await self._submit(AddInstrument(instrument))
+        return instrument
+
+    async def _submit(self, command: Command) -> Applied:
+        applied = await self._sequencer.submit(command)
+        first = applied.events[0] if applied.events else None
+        if isinstance(first, CommandRejected):
+            if first.code is ErrorCode.NOT_FOUND and first.order_id is not None:
+                # The core only remembers recent closes; the read model knows the rest.
+                account = getattr(command, "account", None)
+                if account and await self._journal.order(account, first.order_id):
+                    raise Refused(ErrorCode.ORDER_NOT_OPEN)
+            raise Refused(first.code)
+        return applied
+
+    async def _open_order(self, account_id: str, order_id: int) -> OrderView:
+        """The caller's order, which must be open: 404 when not theirs, 409 when closed.
+
+        Checked before sequencing so refusals cost no journal write. An order that is not open
+        now can never be open again, so the answer cannot go stale; an open one is sequenced
+        and the engine has the last word.
+        """
+        view = await self.get_order(account_id, str(order_id))
+        if not view.is_open:
+            raise Refused(ErrorCode.ORDER_NOT_OPEN)
+        return view
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def instruments(self) -> list[Instrument]:
+        return self.engine.instruments()
+
+    def _instrument(self, symbol: str) -> Instrument:
+        instrument = self.engine.instrument(symbol)
+        if instrument is None:
+            raise UnknownSymbol(f"unknown symbol {symbol}")
+        return instrument
+
+    def book(self, symbol: str, depth: int) -> BookView:
+        instrument = self.engine.instrument(symbol)
+        if instrument is None:
+            raise NotFound(f"unknown symbol {symbol}")
+        tick, lot = instrument.tick_size, instrument.lot_size
+        bids, asks = self.engine.depth(symbol, depth)
+        return BookView(
+            symbol=symbol,
+            sequence=self.engine.sequence,
+            bids=[_level(level, tick, lot) for level in bids],
+            asks=[_level(level, tick, lot) for level in asks],
+        )
+
+    async def trades(self, symbol: str, limit: int) -> list[TradeView]:
+        instrument = self.engine.instrument(symbol)
+        if instrument is None:
+            raise NotFound(f"unknown symbol {symbol}")
+        recent = self.engine.recent_trades(symbol, limit)
+        if len(recent) == limit or len(recent) == self.engine.trade_count:
+            return [trade_view(trade, instrument) for trade in recent]
+        stored = await self._journal.trades(symbol, limit)
+        unwritten = [t for p in self._unwritten() for t in p.trades if t.symbol == symbol]
+        return _newest({t.trade_id: t for t in [*stored, *unwritten]}.values(), limit)
+
+    async def get_order(self, account_id: str, order_id: str) -> OrderView:
+        """The caller's order with all its fills; another account's order is not found."""
+        identifier = _order_id(order_id)
+        order = self.engine.order(identifier)
+        view: OrderView | None = None
+        if order is not None:
+            if order.account == account_id:
+                instrument = self._instrument(order.symbol)
+                view = order_view(order, instrument)
+        else:
+            view = await self._journal.order(account_id, identifier)
+        if view is None:
+            raise NotFound("no such order")
+        return await self._with_all_fills(view)
+
+    async def list_orders(
+        self,
+        account_id: str,
+        *,
+        symbol: str | None = None,
+        status: str = "all",
+        client_order_id: str | None = None,
+        limit: int = 100,
+    ) -> list[OrderView]:
+        def wanted(view: OrderView) -> bool:
+            return (
+                view.account_id == account_id
+                and (symbol is None or view.symbol == symbol)
+                and (client_order_id is None or view.client_order_id == client_order_id)
+                and (status == "all" or view.is_open == (status == "open"))
+            )
+
+        if status == "open":  # memory has every open order, exactly
+            views = [
+                order_view(order, self._instrument(order.symbol))
+                for order in self.engine.open_orders(account_id, symbol)
+            ]
+            return [view for view in views if wanted(view)][:limit]
+        stored = await self._journal.orders(
+            account_id,
+            symbol=symbol,
+            open_only=None if status == "all" else False,
+            client_order_id=client_order_id,
+            limit=limit,
+        )
+        merged = {int(view.order_id): view for view in stored}
+        for projection in self._unwritten():  # fresher than the tables
+            merged.update(projection.orders)
+        for order in self.engine.open_orders(account_id, symbol):  # fresher still
+            merged[order.order_id] = order_view(order, self._instrument(order.symbol))
+        views = [view for view in merged.values() if wanted(view)]
+        views.sort(key=lambda view: int(view.order_id), reverse=True)
+        return views[:limit]
+
+    async def list_fills(
+        self, account_id: str, *, symbol: str | None = None, limit: int = 100
+    ) -> list[FillView]:
+        stored = await self._journal.fills(account_id, symbol=symbol, limit=limit)
+        unwritten = [
+            fill
+            for projection in self._unwritten()
+            for fill in projection.fills
+            if fill.account_id == account_id and (symbol is None or fill.symbol == symbol)
+        ]
+        merged = {(fill.trade_id, fill.order_id): fill for fill in [*stored, *unwritten]}
+        fills = sorted(
+            merged.values(), key=lambda f: (int(f.trade_id), int(f.order_id)), reverse=True
+        )
+        return fills[:limit]
+
+    async def _with_all_fills(self, view: OrderView) -> OrderView:
+        order_id = int(view.order_id)
+        stored = await self._journal.fills_of_order(order_id)
+        unwritten = [
+            fill for p in self._unwritten() for fill in p.fills if int(fill.order_id) == order_id
+        ]
+        by_trade = {fill.trade_id: fill for fill in [*stored, *unwritten, *view.fills]}
+        fills = tuple(sorted(by_trade.values(), key=lambda fill: int(fill.trade_id)))
+        return replace(view, fills=fills)
+
+    def _unwritten(self) -> list[Projection]:
+        """Applied changes not yet in the read models, oldest first."""
+        flushing = self._sequencer.flushing
+        pending = self._sequencer.pending
+        return [pending] if flushing is None else [flushing, pending]
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _observe_batch(self, size: int, seconds: float) -> None:
+        metrics.JOURNAL_BATCH_SIZE.observe(size)
+        metrics.JOURNAL_COMMIT_SECONDS.observe(seconds)
+
+    async def _snapshot_if_due(self) -> None:
+        metrics.SEQUENCE.set(self.engine.sequence)
+        sequence = self.engine.sequence
+        if sequence - self._snapshot_sequence < self.settings.snapshot_every_commands:
+            return
+        try:
+            # The sequencer waits here, so the engine does not change while it is pickled;
+            # the event loop keeps serving reads meanwhile.
+            state = await asyncio.to_thread(self.engine.snapshot)
+            await self._journal.save_snapshot(sequence, state)
+        except Exception as error:
+            log.warning("snapshot at %d failed: %s: %s", sequence, type(error).__name__, error)
+            return
+        self._snapshot_sequence = sequence
+        metrics.SNAPSHOT_SEQUENCE.set(sequence)
+        log.info("snapshot stored at sequence %d (%d bytes)", sequence, len(state))
+
+
+def _level(level: DepthLevel, tick: Decimal, lot: Decimal) -> tuple[Decimal, Decimal, int]:
+    return plain(level.price * tick), plain(level.quantity * lot), level.order_count
+
+
+def _newest(trades: Iterable[TradeView], limit: int) -> list[TradeView]:
+    return sorted(trades, key=lambda trade: int(trade.trade_id), reverse=True)[:limit]
