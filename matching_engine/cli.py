@@ -1,15 +1,29 @@
 """The ``matching-engine`` command line.
 
-The subcommands (``serve``, ``migrate``, ``accounts``, ``replay``) come with the service. Each
-will register on the ``subparsers`` object and set a ``handler`` default, which ``main`` calls.
+Each subcommand (``serve``, ``migrate``, ``accounts``, ``replay``) registers on the
+``subparsers`` object and sets a ``handler`` default, which ``main`` calls. Every subcommand reads
+the same ``ME_`` settings, so they all work on the same database.
 """
 
+from __future__ import annotations
+
 import argparse
+import asyncio
+import json
+import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
 from matching_engine import __version__
+from matching_engine.accounts import AccountStore, Principal, Role
+from matching_engine.db import create_engine
+from matching_engine.migrate import upgrade
+from matching_engine.settings import Settings
 
-Handler = Callable[[argparse.Namespace], int]
+Handler: TypeAlias = Callable[[argparse.Namespace], int]
+
+if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A price-time-priority order-matching engine.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_migrate(subparsers)
+    _add_accounts(subparsers)
     return parser
 
 
@@ -30,6 +46,54 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     return handler(args)
+
+
+def _add_migrate(subparsers: Subparsers) -> None:
+    migrate = subparsers.add_parser(
+        "migrate",
+        help="apply pending database migrations",
+        description="Apply every pending migration, then print the revision the database is at.",
+    )
+    migrate.set_defaults(handler=_migrate)
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    print(upgrade(Settings()))
+    return 0
+
+
+def _add_accounts(subparsers: Subparsers) -> None:
+    accounts = subparsers.add_parser("accounts", help="manage accounts and their API keys")
+    actions = accounts.add_subparsers(dest="accounts_command", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create",
+        help="create an account and print its API key",
+        description='Create an account and print {"account_id": ..., "api_key": ...} as one '
+        "JSON line. The key is shown this once; only its hash is stored.",
+    )
+    create.add_argument("name", help="a display name, 1 to 200 characters")
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.set_defaults(handler=_create_account)
+
+
+def _create_account(args: argparse.Namespace) -> int:
+    settings = Settings()
+    upgrade(settings)
+    try:
+        principal, api_key = asyncio.run(_create(settings, args.name, Role(args.role)))
+    except ValueError as error:
+        print(f"matching-engine accounts create: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({"account_id": principal.account_id, "api_key": api_key}))
+    return 0
+
+
+async def _create(settings: Settings, name: str, role: Role) -> tuple[Principal, str]:
+    engine = create_engine(settings)
+    try:
+        return await AccountStore(engine, settings).create(name, role)
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":
