@@ -32,6 +32,7 @@ locals: they run millions of times and a Python call costs as much as a dozen of
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -164,6 +165,25 @@ class MatchingEngine:
         """The symbol's most recent trades, newest first."""
         trades = self._books[symbol].trades
         return [trades[-1 - i] for i in range(min(limit, len(trades)))]
+
+    def fingerprint(self) -> str:
+        """A digest of the state that matters for what comes next: the books in priority order
+        with every live order's quantities, last prices and the counters. Two engines with the
+        same fingerprint answer the same commands the same way (closed orders aside)."""
+        digest = hashlib.sha256()
+        digest.update(f"{self.sequence}:{self._next_trade_id}\n".encode())
+        for symbol in sorted(self._books):
+            book = self._books[symbol]
+            digest.update(f"{symbol}:{book.last_price}\n".encode())
+            for side in (book.bids, book.asks):
+                for key in side.keys:
+                    for order in side.levels[key].live_orders():
+                        digest.update(
+                            f"{order.order_id},{order.price},{order.quantity},"
+                            f"{order.filled},{order.remaining};".encode()
+                        )
+                digest.update(b"|")
+        return digest.hexdigest()
 
     @property
     def open_order_count(self) -> int:

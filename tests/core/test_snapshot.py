@@ -1,0 +1,46 @@
+"""Snapshots: a restored engine is indistinguishable from the one that was saved."""
+
+from __future__ import annotations
+
+import random
+
+from matching_engine.core import CancelOrder, MatchingEngine, NewOrder
+
+from .helpers import SYMBOL, engine_with, limit, market
+
+
+def _commands(count: int, seed: int) -> list[NewOrder | CancelOrder]:
+    rng = random.Random(seed)
+    commands: list[NewOrder | CancelOrder] = []
+    for index in range(count):
+        account = rng.choice(["alice", "bob", "carol"])
+        roll = rng.random()
+        if roll < 0.2 and index > 2:
+            commands.append(CancelOrder(account, rng.randrange(2, index + 2)))
+        elif roll < 0.3:
+            commands.append(market(account, rng.choice(["buy", "sell"]), rng.randint(1, 30)))
+        else:
+            side = rng.choice(["buy", "sell"])
+            price = 10_000 + rng.randint(-5, 5)
+            commands.append(limit(account, side, rng.randint(1, 30), price, stp="cancel_oldest"))
+    return commands
+
+
+def test_restored_engine_answers_the_next_commands_identically() -> None:
+    original = engine_with()
+    commands = _commands(600, seed=3)
+    for command in commands[:300]:
+        original.submit(command)
+    restored = MatchingEngine.restore(original.snapshot())
+    assert restored.fingerprint() == original.fingerprint()
+    assert restored.depth(SYMBOL, 100) == original.depth(SYMBOL, 100)
+    for command in commands[300:]:
+        assert repr(restored.submit(command)) == repr(original.submit(command))
+    assert restored.fingerprint() == original.fingerprint()
+
+
+def test_fingerprint_tells_different_books_apart() -> None:
+    one, other = engine_with(), engine_with()
+    one.submit(limit("alice", "buy", 5, 9_990))
+    other.submit(limit("alice", "buy", 6, 9_990))
+    assert one.fingerprint() != other.fingerprint()
