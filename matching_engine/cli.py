@@ -18,6 +18,7 @@ from matching_engine import __version__
 from matching_engine.accounts import AccountStore, Principal, Role
 from matching_engine.db import create_engine
 from matching_engine.migrate import upgrade
+from matching_engine.replay import replay_journal
 from matching_engine.settings import Settings
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_migrate(subparsers)
     _add_accounts(subparsers)
+    _add_replay(subparsers)
     return parser
 
 
@@ -94,6 +96,23 @@ async def _create(settings: Settings, name: str, role: Role) -> tuple[Principal,
         return await AccountStore(engine, settings).create(name, role)
     finally:
         await engine.dispose()
+
+
+def _add_replay(subparsers: Subparsers) -> None:
+    replay = subparsers.add_parser(
+        "replay",
+        help="rebuild the state from the journal and print a summary",
+        description="Replay every journaled command into a fresh engine, writing nothing, and "
+        "print a JSON summary. Exits 1 when the newest snapshot disagrees with the replay.",
+    )
+    replay.set_defaults(handler=_replay)
+
+
+def _replay(_args: argparse.Namespace) -> int:
+    summary = asyncio.run(replay_journal(Settings()))
+    print(json.dumps(summary, indent=2))
+    snapshot = summary["snapshot"]
+    return 1 if snapshot is not None and snapshot["matches_replay"] is False else 0
 
 
 if __name__ == "__main__":
