@@ -45,6 +45,7 @@ from matching_engine.core import (
     TimeInForce,
     Trade,
 )
+from matching_engine.runtime import GC_THRESHOLDS, tune_garbage_collector
 
 ACCOUNTS = [f"acct-{i}" for i in range(200)]
 START_MID = 100_000  # ticks (1000.00 with a 0.01 tick)
@@ -249,10 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = generate(args.commands, args.symbols, args.seed)
     generated_in = time.perf_counter() - started
     counts = {"new": 0, "crossing": 0, "cancel": 0, "market": 0, "ioc": 0}
-    # The command list is the harness's data, not the engine's: keep the garbage collector from
-    # walking it over and over during the timed runs.
-    gc.collect()
-    gc.freeze()
+    # The server's collector policy; it also freezes the command list, the harness's own data.
+    tune_garbage_collector()
     for command in commands:
         if isinstance(command, CancelOrder):
             counts["cancel"] += 1
@@ -286,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         ("  mix", ", ".join(f"{k} {v:,}" for k, v in counts.items())),
         ("  end book", f"{resting:,} resting in {levels:,} levels, deepest {deepest:,}"),
         ("  generated in", f"{generated_in:.1f} s (not timed)"),
+        ("  gc thresholds", f"{GC_THRESHOLDS} after gc.freeze(), as the server runs"),
         ("commands/s", f"{figures['commands_per_s']:,}"),
         ("trades/s", f"{figures['trades_per_s']:,} ({trades:,} trades)"),
         ("latency p50", f"{figures['p50_us']} us"),
