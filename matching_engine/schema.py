@@ -5,6 +5,8 @@ Two kinds of tables:
 - the **source of truth**: ``journal`` (every sequenced command, written before it is applied and
   acknowledged), ``snapshots`` (the engine's state at a sequence, so recovery replays only the
   journal after it), ``accounts`` and ``server_secrets``;
+- the **audit trail** (``admin_audit``): every admin action, append-only (a trigger refuses
+  updates and deletes);
 - **read models** (``orders``, ``fills``, ``trades``) that serve the queries memory does not.
   They are projections of the journal and can always be rebuilt by replaying it;
   ``projection_state`` says up to which sequence they are complete.
@@ -31,6 +33,7 @@ from sqlalchemy import (
 
 __all__ = [
     "accounts",
+    "admin_audit",
     "fills",
     "journal",
     "metadata",
@@ -148,4 +151,19 @@ trades = Table(
     Column("sequence", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Index(None, "symbol", "trade_id"),
+)
+
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("audit_id", String(32), primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(64)),
+    Column("before", Text),  # JSON
+    Column("after", Text),  # JSON
+    Column("reason", Text, nullable=False),
+    Column("request_id", String(128)),
+    Index(None, "at"),
 )

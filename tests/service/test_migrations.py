@@ -10,12 +10,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, pool
+from sqlalchemy import inspect, pool, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from matching_engine.db import create_engine
 from matching_engine.migrate import alembic_config, current, downgrade, upgrade, upgrade_async
-from matching_engine.schema import metadata
+from matching_engine.schema import admin_audit, metadata
 from tests.service.factories import settings_for
 
 # Reading the scripts does not touch the database, so any URL does.
@@ -95,18 +97,60 @@ async def test_upgrade_from_empty_creates_every_table_of_the_schema_on_postgresq
     _assert_at_head(*await _inspect(fresh_pg_url))
 
 
+def test_downgrade_one_step_and_back_on_postgresql(fresh_pg_url: str, tmp_path: Path) -> None:
+    settings = settings_for(fresh_pg_url, tmp_path)
+    upgrade(settings)
+
+    assert downgrade(settings, "-1") == "0001"
+    shape, _ = asyncio.run(_inspect(fresh_pg_url))
+    assert "admin_audit" not in shape
+    assert "journal" in shape
+
+    assert upgrade(settings) == HEAD
+    _assert_at_head(*asyncio.run(_inspect(fresh_pg_url)))
+
+
 def test_downgrade_to_base_drops_everything_and_upgrade_rebuilds_it_on_postgresql(
     fresh_pg_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(fresh_pg_url, tmp_path)
     upgrade(settings)
 
-    assert downgrade(settings, "-1") is None
+    assert downgrade(settings, "base") is None
     shape, _ = asyncio.run(_inspect(fresh_pg_url))
     assert set(shape) == {"alembic_version"}
 
     assert upgrade(settings) == HEAD
     _assert_at_head(*asyncio.run(_inspect(fresh_pg_url)))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+async def test_the_audit_trail_refuses_updates_and_deletes(
+    backend: str, fresh_pg_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    url = fresh_pg_url if backend == "postgresql" else sqlite_url
+    settings = settings_for(url, tmp_path)
+    await upgrade_async(settings)
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                admin_audit.insert().values(
+                    audit_id="a1", at=1, actor="cli", action="mode.set", reason="drill"
+                )
+            )
+        for statement in (
+            admin_audit.update().values(reason="rewritten"),
+            admin_audit.delete(),
+        ):
+            with pytest.raises(DBAPIError, match="append-only"):
+                async with engine.begin() as connection:
+                    await connection.execute(statement)
+        async with engine.connect() as connection:
+            assert await connection.scalar(select(admin_audit.c.reason)) == "drill"
+    finally:
+        await engine.dispose()
 
 
 def test_upgrade_is_a_no_op_at_head(fresh_pg_url: str, tmp_path: Path) -> None:
