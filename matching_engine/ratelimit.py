@@ -1,0 +1,314 @@
+"""Rate limiting with GCRA, in Redis when it is configured and healthy, in process otherwise.
+
+Theory of operation
+-------------------
+GCRA (the generic cell rate algorithm, as in redis-cell's ``CL.THROTTLE``) keeps one number per
+key: the theoretical arrival time (TAT) of the next request if requests came exactly at the
+steady rate. A request of cost ``c`` moves the TAT ``c`` emission intervals forward, and is
+allowed unless the new TAT lies more than the delay variation tolerance, ``burst + 1`` intervals,
+ahead of now. So ``burst + 1`` requests pass at once, then one per interval; a refusal knows
+exactly when the next request would pass (``retry_after_s``), and a key whose TAT is in the past
+is the same as a key never seen, which is what lets both stores forget idle keys.
+
+The Redis implementation is one Lua script, atomic on the server and timed by the server's own
+clock (``TIME``), so that concurrent gateways and clock skew cannot let more through. The
+in-process one is the same arithmetic in the same integer microseconds, on ``time.monotonic``;
+the two give the same decisions on the same schedule of calls.
+
+Redis is a dependency like the database: every call goes through a circuit breaker named
+``redis`` under the socket timeout. On any Redis error, timeout or open breaker the request is
+decided by the in-process limiter with the limits scaled down by ``rate_limit_fallback_factor``:
+failing open to "no limit" would hand the engine to whoever floods it, failing closed would turn
+a cache outage into a trading outage. Once the breaker's probe succeeds, Redis decides again.
+Without a Redis URL (the embedded default) the in-process limiter enforces the full limits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import pybreaker
+from prometheus_client import Counter, Gauge
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from matching_engine.breaker import Breaker
+from matching_engine.settings import Settings
+
+__all__ = [
+    "DECISIONS",
+    "LIMITER_BACKEND",
+    "Backend",
+    "BackendState",
+    "Decision",
+    "Limit",
+    "LocalLimiter",
+    "RateLimiter",
+    "RedisLimiter",
+]
+
+Backend = Literal["redis", "local"]
+BackendState = Literal["redis", "local_fallback", "local"]
+_BACKEND_STATES: tuple[BackendState, ...] = ("redis", "local_fallback", "local")
+
+DECISIONS = Counter(
+    "matching_engine_rate_limit_decisions_total",
+    "Rate-limit decisions by scope, outcome (allowed or limited) and the backend that decided.",
+    ["scope", "outcome", "backend"],
+)
+LIMITER_BACKEND = Gauge(
+    "matching_engine_rate_limiter_backend",
+    "What decides rate limits: 1 for the current backend (redis, local_fallback or local).",
+    ["backend"],
+)
+
+_US_PER_S = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``rate`` requests per second, with ``burst`` more allowed at once on top of one."""
+
+    rate: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0 or self.burst < 0:
+            raise ValueError(f"a limit needs a positive rate and a burst >= 0, not {self}")
+
+    def scaled(self, factor: float) -> Limit:
+        """The limit with its rate and burst multiplied by ``factor`` (the burst rounded down)."""
+        return Limit(rate=self.rate * factor, burst=math.floor(self.burst * factor))
+
+    @property
+    def interval_us(self) -> int:
+        """The emission interval: microseconds between requests at the steady rate."""
+        return max(1, round(_US_PER_S / self.rate))
+
+    @property
+    def tolerance_us(self) -> int:
+        """The delay variation tolerance: how far ahead of now the TAT may run."""
+        return self.interval_us * (self.burst + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One check's answer. ``limit`` is the number of requests allowed at once (burst + 1),
+    ``remaining`` how many more would be allowed right now, ``retry_after_s`` when a refused
+    request would be allowed (0 when allowed; infinite when its cost exceeds the limit), and
+    ``reset_after_s`` when the key is back to its full burst."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_s: float
+    reset_after_s: float
+    backend: Backend
+
+
+# KEYS[1]: the key's TAT, in microseconds of the server's clock.
+# ARGV: emission interval (us), delay variation tolerance (us), cost.
+# Returns {allowed (0/1), remaining, retry_after_us (-1: never), reset_after_us}.
+# Every value is an integer number of microseconds, so Lua's doubles hold them exactly; the TAT
+# is written with %.0f because tostring() would give 1.7e+15.
+_GCRA_LUA = """
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then
+  tat = now
+end
+local new_tat = tat + interval * cost
+local diff = now - (new_tat - tolerance)
+if diff < 0 then
+  local retry_after = -1
+  if interval * cost <= tolerance then
+    retry_after = -diff
+  end
+  return {0, 0, retry_after, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor(diff / interval), 0, new_tat - now}
+"""
+
+
+def _gcra(
+    tat: int | None, now: int, interval: int, tolerance: int, cost: int
+) -> tuple[int, int, int, int, int]:
+    """The Lua script's arithmetic: ``(allowed, remaining, retry_after_us, reset_after_us,
+    new_tat)``, with ``new_tat`` the unchanged TAT when the request is refused."""
+    tat = now if tat is None or tat < now else tat
+    new_tat = tat + interval * cost
+    diff = now - (new_tat - tolerance)
+    if diff < 0:
+        retry_after = -diff if interval * cost <= tolerance else -1
+        return 0, 0, retry_after, tat - now, tat
+    return 1, diff // interval, 0, new_tat - now, new_tat
+
+
+def _decision(
+    allowed: int, remaining: int, retry_us: int, reset_us: int, limit: Limit, backend: Backend
+) -> Decision:
+    return Decision(
+        allowed=bool(allowed),
+        limit=limit.burst + 1,
+        remaining=remaining,
+        retry_after_s=math.inf if retry_us < 0 else retry_us / _US_PER_S,
+        reset_after_s=reset_us / _US_PER_S,
+        backend=backend,
+    )
+
+
+def _monotonic_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+class LocalLimiter:
+    """GCRA in process: one TAT per key, in microseconds of ``clock``.
+
+    Memory is bounded: past ``max_keys`` keys, those whose TAT is in the past (the same as
+    absent) are dropped, then the least recently used until half the bound remains, so that the
+    sweep stays rare. Dropping a live key only forgives what it has used of its burst.
+    """
+
+    def __init__(
+        self, *, max_keys: int = 100_000, clock: Callable[[], int] = _monotonic_us
+    ) -> None:
+        self._max_keys = max_keys
+        self._clock = clock
+        self._tat: dict[tuple[str, str], int] = {}  # least recently used first
+
+    def __len__(self) -> int:
+        return len(self._tat)
+
+    def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
+        now = self._clock()
+        entry = (scope, key)
+        allowed, remaining, retry_us, reset_us, tat = _gcra(
+            self._tat.pop(entry, None), now, limit.interval_us, limit.tolerance_us, cost
+        )
+        if tat > now:
+            self._tat[entry] = tat
+            if len(self._tat) > self._max_keys:
+                self._evict(now)
+        return _decision(allowed, remaining, retry_us, reset_us, limit, "local")
+
+    def _evict(self, now: int) -> None:
+        self._tat = {entry: tat for entry, tat in self._tat.items() if tat > now}
+        excess = len(self._tat) - self._max_keys // 2
+        for entry in list(itertools.islice(self._tat, max(0, excess))):
+            del self._tat[entry]
+
+
+class RedisLimiter:
+    """GCRA in Redis: one Lua script per check, every call through ``breaker``.
+
+    The pool blocks (up to ``timeout_s``) when all ``pool_size`` connections are busy: redis-py's
+    default async pool raises instead. redis-py's own retries are off: the breaker and the local
+    fallback are the retry policy, and a retry would only spend the caller's deadline.
+    """
+
+    KEY_PREFIX = "me:rl:"
+
+    def __init__(self, url: str, *, breaker: Breaker, pool_size: int, timeout_s: float) -> None:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            retry=Retry(NoBackoff(), retries=0),
+        )
+        self._redis = Redis.from_pool(pool)
+        self._script = self._redis.register_script(_GCRA_LUA)
+        self._breaker = breaker
+
+    async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
+        """The decision; raises on a Redis error or timeout, :class:`BreakerOpen` when open."""
+        async with self._breaker.guard():
+            reply = await self._script(
+                keys=[f"{self.KEY_PREFIX}{scope}:{key}"],
+                args=[limit.interval_us, limit.tolerance_us, cost],
+            )
+        allowed, remaining, retry_us, reset_us = (int(value) for value in reply)
+        return _decision(allowed, remaining, retry_us, reset_us, limit, "redis")
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class RateLimiter:
+    """The gateway's limiter: Redis when configured and healthy, the local fallback otherwise."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._fallback_factor = settings.rate_limit_fallback_factor
+        self._local = LocalLimiter()
+        self.breaker: Breaker | None = None
+        self._redis: RedisLimiter | None = None
+        if settings.redis_url is not None:
+            self.breaker = Breaker(
+                "redis",
+                fail_max=settings.redis_breaker_fail_max,
+                reset_timeout_s=settings.redis_breaker_reset_s,
+                timeout_s=settings.redis_socket_timeout_s,
+                on_state_change=self._breaker_changed,
+            )
+            self._redis = RedisLimiter(
+                settings.redis_url,
+                breaker=self.breaker,
+                pool_size=settings.redis_pool_size,
+                timeout_s=settings.redis_socket_timeout_s,
+            )
+        self._publish()
+
+    @property
+    def backend_state(self) -> BackendState:
+        """``redis``; ``local_fallback`` while Redis is configured but its breaker is not closed;
+        ``local`` when no Redis is configured."""
+        if self.breaker is None:
+            return "local"
+        return "redis" if self.breaker.state == "closed" else "local_fallback"
+
+    async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
+        """Count a request of ``cost`` against ``key``'s ``limit`` within ``scope``.
+
+        ``scope`` names what is limited (orders, reads, public, auth failures): it is a metric
+        label, so it must come from a small fixed set, never from the request.
+        """
+        if cost < 1:
+            raise ValueError(f"a request costs at least 1, not {cost}")
+        if self._redis is None:
+            decision = self._local.check(scope, key, limit, cost)
+        else:
+            try:
+                decision = await self._redis.check(scope, key, limit, cost)
+            except (RedisError, OSError, pybreaker.CircuitBreakerError):
+                # The breaker counts the failure and reports its transitions; here a failure
+                # only changes who decides.
+                fallback = limit.scaled(self._fallback_factor)
+                decision = self._local.check(scope, key, fallback, cost)
+        outcome = "allowed" if decision.allowed else "limited"
+        DECISIONS.labels(scope, outcome, decision.backend).inc()
+        return decision
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.close()
+
+    def _breaker_changed(self, old: str, new: str) -> None:
+        self._publish()
+
+    def _publish(self) -> None:
+        current = self.backend_state
+        for each in _BACKEND_STATES:
+            LIMITER_BACKEND.labels(each).set(1 if each == current else 0)

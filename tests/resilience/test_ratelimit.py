@@ -1,0 +1,315 @@
+"""Rate limiting: GCRA in Redis (the real server) and in process, and the fallback between them.
+
+Tests on the shared Redis use keys of their own (a random scope) and delete them. Tests that
+break Redis start a throwaway ``redis-server`` of their own and stop it by its process id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from matching_engine.ratelimit import Decision, Limit, LocalLimiter, RateLimiter
+from matching_engine.settings import Settings
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEN_PER_S_BURST_4 = Limit(rate=10, burst=4)
+SOCKET_TIMEOUT_S = 0.1
+BREAKER_RESET_S = 0.3
+
+
+@pytest.fixture
+def scope() -> str:
+    return f"test-{secrets.token_hex(6)}"
+
+
+@pytest_asyncio.fixture
+async def limiter(scope: str) -> AsyncIterator[RateLimiter]:
+    limiter = RateLimiter(Settings(redis_url=REDIS_URL))
+    yield limiter
+    await limiter.close()
+    async with Redis.from_url(REDIS_URL) as redis:
+        keys = [key async for key in redis.scan_iter(match=f"me:rl:{scope}:*")]
+        if keys:
+            await redis.delete(*keys)
+
+
+class ThrowawayRedis:
+    """A ``redis-server`` of this test's own on a free port, without persistence."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.process = subprocess.Popen(
+            [*command, "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        async with Redis.from_url(self.url, socket_connect_timeout=0.2) as redis:
+            for _ in range(100):
+                try:
+                    await redis.ping()
+                    return
+                except (OSError, RedisError):
+                    await asyncio.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()  # this process's own id only
+            self.process.wait()
+            self.process = None
+
+
+@pytest_asyncio.fixture
+async def throwaway(tmp_path: Path) -> AsyncIterator[ThrowawayRedis]:
+    server = ThrowawayRedis(tmp_path)
+    await server.start()
+    yield server
+    server.stop()
+
+
+def throwaway_settings(server: ThrowawayRedis) -> Settings:
+    return Settings(
+        redis_url=server.url,
+        redis_socket_timeout_s=SOCKET_TIMEOUT_S,
+        redis_breaker_fail_max=3,
+        redis_breaker_reset_s=BREAKER_RESET_S,
+        rate_limit_fallback_factor=0.5,
+    )
+
+
+async def timed_checks(
+    limiter: RateLimiter, scope: str, key: str, limit: Limit, count: int
+) -> tuple[list[Decision], float]:
+    """``count`` checks one after the other, and the slowest one's duration."""
+    decisions, slowest = [], 0.0
+    for _ in range(count):
+        started = time.perf_counter()
+        decisions.append(await limiter.check(scope, key, limit))
+        slowest = max(slowest, time.perf_counter() - started)
+    return decisions, slowest
+
+
+def backend_gauge(backend: str) -> float | None:
+    return REGISTRY.get_sample_value("matching_engine_rate_limiter_backend", {"backend": backend})
+
+
+# -- GCRA on the real Redis ----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_redis_allows_the_burst_then_limits_until_the_interval_passes(
+    limiter: RateLimiter, scope: str
+) -> None:
+    decisions = [await limiter.check(scope, "trader", TEN_PER_S_BURST_4) for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0]
+    assert {d.limit for d in decisions} == {5}
+    assert {d.backend for d in decisions} == {"redis"}
+    refused = decisions[-1]
+    assert 0.05 < refused.retry_after_s <= 0.1
+    assert 0.4 < refused.reset_after_s <= 0.5
+
+    await asyncio.sleep(refused.retry_after_s + 0.005)
+    again = [await limiter.check(scope, "trader", TEN_PER_S_BURST_4) for _ in range(2)]
+    assert [d.allowed for d in again] == [True, False]
+    assert limiter.backend_state == "redis"
+    # Keys are separate: another trader still has the whole burst.
+    assert (await limiter.check(scope, "other", TEN_PER_S_BURST_4)).remaining == 4
+
+
+@pytest.mark.asyncio
+async def test_concurrent_checks_on_one_key_never_let_more_through(
+    limiter: RateLimiter, scope: str
+) -> None:
+    limit = Limit(rate=50, burst=19)
+    started = time.perf_counter()
+    decisions = await asyncio.gather(*(limiter.check(scope, "hot", limit) for _ in range(100)))
+    elapsed = time.perf_counter() - started
+    allowed = sum(d.allowed for d in decisions)
+    assert {d.backend for d in decisions} == {"redis"}
+    assert 20 <= allowed <= 20 + 1 + int(elapsed * limit.rate)
+
+
+@pytest.mark.asyncio
+async def test_lua_and_local_implementations_decide_alike(limiter: RateLimiter, scope: str) -> None:
+    """One schedule of (milliseconds from start, cost), run in real time on Redis and on a
+    controlled clock locally. Every instant sits at least 40 ms from a decision boundary, so
+    that scheduling delays on the Redis side cannot change an outcome."""
+    limit = Limit(rate=10, burst=3)
+    schedule = (
+        [(0, 1)] * 5
+        + [(150, 1)] * 2
+        + [(360, 2), (360, 1)]
+        + [(560, 1)] * 3
+        + [(660, 3), (1400, 4), (1400, 1), (1450, 1), (1660, 2), (1700, 5)]
+    )
+    now_us = 0
+    local = LocalLimiter(clock=lambda: now_us)
+    expected = []
+    for at_ms, cost in schedule:
+        now_us = at_ms * 1000
+        expected.append(local.check(scope, "vector", limit, cost))
+
+    observed = []
+    start = time.monotonic()
+    for at_ms, cost in schedule:
+        await asyncio.sleep(max(0.0, start + at_ms / 1000 - time.monotonic()))
+        observed.append(await limiter.check(scope, "vector", limit, cost))
+
+    assert {d.backend for d in observed} == {"redis"}
+    assert [(d.allowed, d.remaining) for d in observed] == [
+        (d.allowed, d.remaining) for d in expected
+    ]
+    assert {d.allowed for d in expected} == {True, False}
+    for seen, wanted in zip(observed, expected, strict=True):
+        assert seen.retry_after_s == pytest.approx(wanted.retry_after_s, abs=0.03)
+        assert seen.reset_after_s == pytest.approx(wanted.reset_after_s, abs=0.03)
+    assert expected[-1].retry_after_s == float("inf")  # costs more than the whole burst
+
+
+# -- Falling back to the local limiter -----------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_when_redis_stops_the_local_fallback_decides_then_redis_again(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    try:
+        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
+        throwaway.stop()
+
+        decisions, slowest = await timed_checks(limiter, scope, "trader", TEN_PER_S_BURST_4, 20)
+        assert slowest < SOCKET_TIMEOUT_S
+        assert {d.backend for d in decisions} == {"local"}
+        # Half the limit (fallback factor 0.5): 5/s with a burst of 2, so 3 at once.
+        assert sum(d.allowed for d in decisions) == 3
+        assert all(d.retry_after_s > 0 for d in decisions if not d.allowed)
+        assert limiter.backend_state == "local_fallback"
+        assert backend_gauge("local_fallback") == 1
+        assert backend_gauge("redis") == 0
+        limited = REGISTRY.get_sample_value(
+            "matching_engine_rate_limit_decisions_total",
+            {"scope": scope, "outcome": "limited", "backend": "local"},
+        )
+        assert limited == 17
+
+        await throwaway.start()
+        await asyncio.sleep(BREAKER_RESET_S * 1.2)
+        back = await limiter.check(scope, "trader", TEN_PER_S_BURST_4)
+        assert back.backend == "redis"
+        assert limiter.backend_state == "redis"
+        assert backend_gauge("redis") == 1
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_when_redis_hangs_each_check_is_bounded_by_the_socket_timeout(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    assert throwaway.process is not None
+    pid = throwaway.process.pid
+    try:
+        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
+        os.kill(pid, signal.SIGSTOP)
+        decisions, slowest = await timed_checks(limiter, scope, "trader", TEN_PER_S_BURST_4, 10)
+        assert slowest < SOCKET_TIMEOUT_S + 0.05
+        assert {d.backend for d in decisions} == {"local"}
+        assert 0 < sum(d.allowed for d in decisions) < len(decisions)
+        assert limiter.backend_state == "local_fallback"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_when_redis_answers_errors_the_local_fallback_decides(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    async with Redis.from_url(throwaway.url) as admin:
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", 1)
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    try:
+        decisions, _ = await timed_checks(limiter, scope, "trader", TEN_PER_S_BURST_4, 20)
+        assert {d.backend for d in decisions} == {"local"}
+        assert 0 < sum(d.allowed for d in decisions) < len(decisions)
+        assert limiter.backend_state == "local_fallback"
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_without_a_redis_url_the_local_limiter_enforces_the_full_limits(
+    scope: str,
+) -> None:
+    limiter = RateLimiter(Settings(redis_url=None))
+    try:
+        decisions = [await limiter.check(scope, "trader", TEN_PER_S_BURST_4) for _ in range(6)]
+        assert [d.allowed for d in decisions] == [True] * 5 + [False]
+        assert {d.backend for d in decisions} == {"local"}
+        assert limiter.backend_state == "local"
+        assert limiter.breaker is None
+        assert backend_gauge("local") == 1
+    finally:
+        await limiter.close()
+
+
+# -- The local limiter and limits ----------------------------------------------------------------
+
+
+def test_local_limiter_memory_is_bounded() -> None:
+    now_us = 0
+    local = LocalLimiter(max_keys=10, clock=lambda: now_us)
+    limit = Limit(rate=1, burst=0)
+    assert not [local.check("s", "hot", limit) for _ in range(2)][-1].allowed
+    for n in range(100):
+        local.check("s", f"client-{n}", limit)
+        local.check("s", "hot", limit)  # recently used keys are kept
+        assert len(local) <= 10
+    assert not local.check("s", "hot", limit).allowed
+
+    now_us += 5_000_000  # every TAT is in the past now: the same as absent
+    local.check("s", "new", limit)
+    for n in range(10):
+        local.check("s", f"later-{n}", limit)
+    assert len(local) <= 10
+    assert local.check("s", "hot", limit).allowed
+
+
+def test_limits_are_positive_and_scale_down_without_reaching_zero() -> None:
+    with pytest.raises(ValueError, match="positive rate"):
+        Limit(rate=0, burst=1)
+    with pytest.raises(ValueError, match="burst"):
+        Limit(rate=1, burst=-1)
+    assert Limit(rate=200, burst=400).scaled(0.5) == Limit(rate=100, burst=200)
+    smallest = Limit(rate=1, burst=0).scaled(0.5)
+    assert smallest == Limit(rate=0.5, burst=0)
+    assert LocalLimiter().check("s", "k", smallest).allowed
