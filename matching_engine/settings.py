@@ -47,6 +47,30 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = Field(default=5.0, gt=0)
     db_commit_timeout_s: float = Field(default=5.0, gt=0)
 
+    # Rate limits and Redis.
+    # Limits are a steady rate per second plus a burst on top (GCRA: burst + 1 requests at once).
+    # Writes and reads are limited per account, public endpoints and failed authentication per
+    # client address. While the engine is degraded the limits are multiplied by
+    # ``rate_limit_degraded_factor``; while Redis is failing the in-process fallback enforces them
+    # multiplied by ``rate_limit_fallback_factor``, never unlimited and never refusing everything.
+    rate_limit_orders_per_s: float = Field(default=200, gt=0)
+    rate_limit_orders_burst: int = Field(default=400, ge=0)
+    rate_limit_reads_per_s: float = Field(default=200, gt=0)
+    rate_limit_reads_burst: int = Field(default=400, ge=0)
+    rate_limit_public_per_s: float = Field(default=100, gt=0)
+    rate_limit_public_burst: int = Field(default=200, ge=0)
+    rate_limit_auth_failures_per_s: float = Field(default=1.0, gt=0)
+    rate_limit_auth_failures_burst: int = Field(default=10, ge=0)
+    rate_limit_degraded_factor: float = Field(default=0.5, gt=0, le=1)
+    rate_limit_fallback_factor: float = Field(default=0.5, gt=0, le=1)
+    redis_socket_timeout_s: float = Field(default=0.1, gt=0)
+    redis_pool_size: int = Field(default=20, ge=1)
+    redis_breaker_fail_max: int = Field(default=3, ge=1)
+    redis_breaker_reset_s: float = Field(default=5.0, gt=0)
+    # The database breaker: when it opens the engine turns read-only by itself.
+    db_breaker_fail_max: int = Field(default=3, ge=1)
+    db_breaker_reset_s: float = Field(default=5.0, gt=0)
+
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "info"
 
