@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(subparsers)
     _add_migrate(subparsers)
     _add_accounts(subparsers)
     _add_replay(subparsers)
@@ -48,6 +49,41 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     return handler(args)
+
+
+def _add_serve(subparsers: Subparsers) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the REST gateway",
+        description="Serve the REST API with uvicorn, in one process: the book lives in its "
+        "memory. Pending migrations are applied first unless --no-migrate is given.",
+    )
+    serve.add_argument("--host", help="the address to listen on (default: ME_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="the port to listen on (default: ME_PORT, 8000)")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply pending migrations at start-up (`matching-engine migrate` did)",
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the other subcommands need neither the web stack nor the gateway.
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings, migrate=not args.no_migrate),
+        host=settings.host if args.host is None else args.host,
+        port=settings.port if args.port is None else args.port,
+        # Never more: each worker would hold a book of its own.
+        workers=1,
+        log_level=settings.log_level,
+    )
+    return 0
 
 
 def _add_migrate(subparsers: Subparsers) -> None:

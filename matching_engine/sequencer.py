@@ -90,6 +90,11 @@ class Sequencer:
             if not future.done():
                 future.set_exception(Unavailable("the engine is shutting down"))
 
+    def unwritten(self) -> list[Projection]:
+        """Read-model rows of applied commands that may not be in the tables yet, oldest first."""
+        projections = [self._in_doubt_projection, self.flushing, self.pending]
+        return [projection for projection in projections if projection is not None]
+
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()

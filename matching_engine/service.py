@@ -311,8 +311,9 @@ class EngineService:
         recent = self.engine.recent_trades(symbol, limit)
         if len(recent) == limit or len(recent) == self.engine.trade_count:
             return [trade_view(trade, instrument) for trade in recent]
+        projections = self._unwritten()
         stored = await self._journal.trades(symbol, limit)
-        unwritten = [t for p in self._unwritten() for t in p.trades if t.symbol == symbol]
+        unwritten = [t for p in projections for t in p.trades if t.symbol == symbol]
         return _newest({t.trade_id: t for t in [*stored, *unwritten]}.values(), limit)
 
     async def get_order(self, account_id: str, order_id: str) -> OrderView:
@@ -353,6 +354,7 @@ class EngineService:
                 for order in self.engine.open_orders(account_id, symbol)
             ]
             return [view for view in views if wanted(view)][:limit]
+        projections = self._unwritten()
         stored = await self._journal.orders(
             account_id,
             symbol=symbol,
@@ -360,11 +362,19 @@ class EngineService:
             client_order_id=client_order_id,
             limit=limit,
         )
-        merged = {int(view.order_id): view for view in stored}
-        for projection in self._unwritten():  # fresher than the tables
-            merged.update(projection.orders)
-        for order in self.engine.open_orders(account_id, symbol):  # fresher still
-            merged[order.order_id] = order_view(order, self._instrument(order.symbol))
+        merged: dict[int, OrderView] = {}
+        fresh = [
+            *stored,
+            *(view for projection in projections for view in projection.orders.values()),
+            *(
+                order_view(o, self._instrument(o.symbol))
+                for o in self.engine.open_orders(account_id, symbol)
+            ),
+        ]
+        for view in fresh:  # the newest state of each order wins, wherever it was read
+            known = merged.get(int(view.order_id))
+            if known is None or view.updated_at >= known.updated_at:
+                merged[int(view.order_id)] = view
         views = [view for view in merged.values() if wanted(view)]
         views.sort(key=lambda view: int(view.order_id), reverse=True)
         return views[:limit]
@@ -372,10 +382,11 @@ class EngineService:
     async def list_fills(
         self, account_id: str, *, symbol: str | None = None, limit: int = 100
     ) -> list[FillView]:
+        projections = self._unwritten()
         stored = await self._journal.fills(account_id, symbol=symbol, limit=limit)
         unwritten = [
             fill
-            for projection in self._unwritten()
+            for projection in projections
             for fill in projection.fills
             if fill.account_id == account_id and (symbol is None or fill.symbol == symbol)
         ]
@@ -387,19 +398,19 @@ class EngineService:
 
     async def _with_all_fills(self, view: OrderView) -> OrderView:
         order_id = int(view.order_id)
+        projections = self._unwritten()
         stored = await self._journal.fills_of_order(order_id)
         unwritten = [
-            fill for p in self._unwritten() for fill in p.fills if int(fill.order_id) == order_id
+            fill for p in projections for fill in p.fills if int(fill.order_id) == order_id
         ]
         by_trade = {fill.trade_id: fill for fill in [*stored, *unwritten, *view.fills]}
         fills = tuple(sorted(by_trade.values(), key=lambda fill: int(fill.trade_id)))
         return replace(view, fills=fills)
 
     def _unwritten(self) -> list[Projection]:
-        """Applied changes not yet in the read models, oldest first."""
-        flushing = self._sequencer.flushing
-        pending = self._sequencer.pending
-        return [pending] if flushing is None else [flushing, pending]
+        """Applied changes not yet in the read models, oldest first. Callers take this list
+        before they read the tables, so rows written meanwhile are in one or the other."""
+        return self._sequencer.unwritten()
 
     # -- bookkeeping --------------------------------------------------------------------------
 

@@ -1,0 +1,100 @@
+"""The application factory: the FastAPI gateway around one :class:`EngineService`.
+
+The lifespan applies pending migrations (unless told not to: ``matching-engine migrate`` may have
+run them already), opens the service, which recovers the book and starts the sequencer, freezes
+the recovered book out of the garbage collector's walks (:mod:`matching_engine.runtime`), and
+yields the service as the lifespan state that :mod:`api.deps` reads from ``request.state``. The
+book lives in this one process, so the app must be served by exactly one worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from api import problems
+from api.metrics import HttpMetricsMiddleware
+from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from api.routes import routers
+from matching_engine import __version__
+from matching_engine.migrate import upgrade_async
+from matching_engine.runtime import tune_garbage_collector
+from matching_engine.service import EngineService
+from matching_engine.settings import Settings
+
+__all__ = ["State", "create_app"]
+
+_DESCRIPTION = """\
+A price-time-priority order-matching engine.
+
+Prices and quantities travel as decimal strings, timestamps as RFC 3339 UTC strings with
+nanosecond precision. Every error is `application/problem+json` with a machine-readable `code`.
+Authenticate with `Authorization: Bearer <api_key>`; the market data endpoints are public.
+"""
+
+_TAGS = [
+    {"name": "orders", "description": "Place, read, cancel and amend your own orders."},
+    {"name": "fills", "description": "Your own fills."},
+    {"name": "market", "description": "Public market data: books and trades."},
+    {"name": "instruments", "description": "Tradable symbols; adding one needs an admin key."},
+    {"name": "accounts", "description": "Accounts and their API keys (admin)."},
+]
+
+
+class State(TypedDict):
+    service: EngineService
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}"
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
+        if migrate:
+            await upgrade_async(settings)
+        service = await EngineService.open(settings)
+        tune_garbage_collector()  # the recovered book is long-lived: never walk it again
+        try:
+            yield {"service": service}
+        finally:
+            await service.close()
+
+    app = FastAPI(
+        title="matching-engine",
+        version=__version__,
+        description=_DESCRIPTION,
+        openapi_tags=_TAGS,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    for router in routers:
+        app.include_router(router)
+    problems.install(app)
+    # Added innermost first: each add_middleware wraps everything added before it.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            app.openapi_schema = problems.use_problem_media_type(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,134 @@
+"""Pure-ASGI middleware: request ids, the last-resort error answer, and the body size limit.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the body can be
+counted as it streams in instead of being read whole first.
+
+The stack, outermost first (see :func:`api.app.create_app`)::
+
+    RequestContextMiddleware   X-Request-ID on every response; an escaped exception -> 500
+    HttpMetricsMiddleware      (api.metrics) counts every answer, the 500 above included
+    BodyLimitMiddleware        413 before the body is read when Content-Length is too large,
+                               or as soon as a streamed body passes the limit
+    FastAPI                    routing, dependencies, the problem+json handlers
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import HTTPProblem, problem_response
+
+__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware", "request_id"]
+
+logger = logging.getLogger(__name__)
+
+#: The id of the request being served, for logs (``None`` outside a request).
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_REQUEST_ID_HEADER = b"x-request-id"
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+class RequestContextMiddleware:
+    """Give every response an ``X-Request-ID``, and answer for exceptions nothing else handled.
+
+    The id is the client's when it sent a sane one, else a new uuid4 hex. An exception that
+    escapes the application before its response started is logged with its stack trace and
+    answered with a 500
+    ``internal_error`` problem that names the request id, so the log line can be found. Doing it
+    here, rather than in Starlette's outermost error middleware, keeps the id on that response.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = _header(scope, _REQUEST_ID_HEADER)
+        rid = sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [
+                    (key, value)
+                    for key, value in message.get("headers", ())
+                    if key.lower() != _REQUEST_ID_HEADER
+                ]
+                headers.append((_REQUEST_ID_HEADER, rid.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception(
+                "unhandled error", extra={"request_id": rid, "method": scope.get("method")}
+            )
+            if started:
+                raise
+            response = problem_response(
+                500, "internal_error", f"an unexpected error occurred (request id {rid})"
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Answer 413 ``payload_too_large`` for a request body over ``max_body_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before the application runs and
+    without reading the body. A chunked body is counted as it arrives; the chunk that passes the
+    limit raises an :class:`HTTPProblem`, which FastAPI's body reader lets through to the
+    problem handler.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _too_large(self) -> HTTPProblem:
+        return HTTPProblem(
+            413, "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            too_large = self._too_large()
+            response = problem_response(too_large.status_code, too_large.code, too_large.detail)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)

@@ -1,0 +1,17 @@
+"""One module per resource; :data:`routers` lists them in the order the schema shows them."""
+
+from fastapi import APIRouter
+
+from api.routes import accounts, fills, health, instruments, market, metrics, orders
+
+__all__ = ["routers"]
+
+routers: tuple[APIRouter, ...] = (
+    orders.router,
+    fills.router,
+    market.router,
+    instruments.router,
+    accounts.router,
+    health.router,
+    metrics.router,
+)

@@ -1,0 +1,40 @@
+"""Instruments: listed publicly, added by admins."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import AdminDep, ServiceDep
+from api.problems import BODY, WRITE_UNAVAILABLE, documented
+from api.schemas import InstrumentCreate, InstrumentOut
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["instruments"])
+
+
+@router.post(
+    "/v1/admin/instruments",
+    status_code=201,
+    response_model=InstrumentOut,
+    summary="Add an instrument",
+    responses=documented(
+        *BODY,
+        "invalid_lot",
+        "unauthenticated",
+        "forbidden",
+        "instrument_exists",
+        *WRITE_UNAVAILABLE,
+    ),
+)
+async def add_instrument(
+    body: InstrumentCreate, _admin: AdminDep, service: ServiceDep
+) -> InstrumentOut:
+    """Make a symbol tradable, with its tick and lot sizes, quantity range and price band."""
+    return InstrumentOut.of(await service.add_instrument(body.instrument()))
+
+
+@router.get("/v1/instruments", response_model=list[InstrumentOut], summary="List instruments")
+async def list_instruments(service: ServiceDep) -> list[InstrumentOut]:
+    """Every tradable instrument."""
+    return [InstrumentOut.of(instrument) for instrument in service.instruments()]

@@ -1,0 +1,113 @@
+"""``matching-engine serve``: the gateway under a real uvicorn, in exactly one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from matching_engine.cli import main
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class TestServeCommand:
+    def test_it_runs_one_uvicorn_worker_with_the_given_address(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        calls: list[tuple[Any, dict[str, Any]]] = []
+        monkeypatch.setenv("ME_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("ME_LOG_LEVEL", "warning")
+        monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+
+        assert main(["serve", "--host", "0.0.0.0", "--port", "9123", "--no-migrate"]) == 0
+
+        [(app, options)] = calls
+        assert isinstance(app, FastAPI)
+        assert options == {"host": "0.0.0.0", "port": 9123, "workers": 1, "log_level": "warning"}
+
+    def test_the_address_defaults_to_the_settings(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        calls: list[dict[str, Any]] = []
+        monkeypatch.setenv("ME_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("ME_PORT", "9124")
+        monkeypatch.delenv("ME_HOST", raising=False)
+        monkeypatch.setattr(uvicorn, "run", lambda _app, **options: calls.append(options))
+
+        main(["serve"])
+
+        assert (calls[0]["host"], calls[0]["port"]) == ("127.0.0.1", 9124)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """``matching-engine serve`` on the embedded default, in a data directory of its own."""
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ME_")} | {
+        "ME_DATA_DIR": str(tmp_path),
+        "ME_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "matching_engine.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server did not become ready within 30 s")
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class TestServing:
+    def test_it_migrates_recovers_and_serves(self, server: str) -> None:
+        ready = httpx.get(f"{server}/readyz", headers={"X-Request-ID": "probe-1"})
+        unauthenticated = httpx.get(f"{server}/v1/orders")
+
+        assert ready.json()["status"] == "ready"
+        assert ready.headers["x-request-id"] == "probe-1"
+        assert unauthenticated.status_code == 401
+        assert unauthenticated.headers["content-type"] == "application/problem+json"
+
+    def test_a_declared_oversized_body_is_refused_unread(self, server: str) -> None:
+        response = httpx.post(
+            f"{server}/v1/orders",
+            content=b" " * (70 * 1024),
+            headers={"Content-Type": "application/json"},
+        )
+
+        assert response.status_code == 413
+        assert response.json()["code"] == "payload_too_large"
