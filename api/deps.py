@@ -25,8 +25,11 @@ _bearer = HTTPBearer(
 )
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` in a worker thread, and the
+# hand-over of the GIL between that thread and the event loop costs more than the work itself.
 
-def get_service(request: Request) -> EngineService:
+
+async def get_service(request: Request) -> EngineService:
     service: EngineService = request.state.service
     return service
 
@@ -54,7 +57,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_trader(principal: PrincipalDep) -> Principal:
+async def get_trader(principal: PrincipalDep) -> Principal:
     if principal.role is not Role.TRADER:
         raise HTTPProblem(
             403, "forbidden", "this endpoint needs a trader key: an admin key cannot trade"
@@ -62,7 +65,7 @@ def get_trader(principal: PrincipalDep) -> Principal:
     return principal
 
 
-def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(principal: PrincipalDep) -> Principal:
     if principal.role is not Role.ADMIN:
         raise HTTPProblem(403, "forbidden", "this endpoint needs an admin key")
     return principal

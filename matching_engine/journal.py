@@ -34,6 +34,22 @@ class Journal:
         self._engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
+        # Built once: composing these per batch costs more than executing them.
+        upsert = dialect.insert(orders)
+        self._upsert_orders = upsert.on_conflict_do_update(
+            index_elements=["order_id"],
+            set_={
+                column.name: upsert.excluded[column.name]
+                for column in orders.columns
+                if column.name not in ("order_id", "account_id", "created_at")
+            },
+        )
+        self._insert_fills = dialect.insert(fills).on_conflict_do_nothing()
+        self._insert_trades = dialect.insert(trades).on_conflict_do_nothing()
+        progress = dialect.insert(projection_state)
+        self._set_progress = progress.on_conflict_do_update(
+            index_elements=["id"], set_={"sequence": progress.excluded.sequence}
+        )
 
     # -- write path ---------------------------------------------------------------------------
 
@@ -60,33 +76,19 @@ class Journal:
 
     async def _write_projection(self, connection: AsyncConnection, projection: Projection) -> None:
         if projection.orders:
-            statement = self._insert(orders)
-            updated = {
-                column.name: statement.excluded[column.name]
-                for column in orders.columns
-                if column.name not in ("order_id", "account_id", "created_at")
-            }
             await connection.execute(
-                statement.on_conflict_do_update(index_elements=["order_id"], set_=updated),
-                [view.row() for view in projection.orders.values()],
+                self._upsert_orders, [view.row() for view in projection.orders.values()]
             )
         # Fills and trades never change: a row written by an earlier, in-doubt attempt is kept.
         if projection.fills:
             await connection.execute(
-                self._insert(fills).on_conflict_do_nothing(),
-                [_fill_row(fill) for fill in projection.fills],
+                self._insert_fills, [_fill_row(fill) for fill in projection.fills]
             )
         if projection.trades:
             await connection.execute(
-                self._insert(trades).on_conflict_do_nothing(),
-                [_trade_row(trade) for trade in projection.trades],
+                self._insert_trades, [_trade_row(trade) for trade in projection.trades]
             )
-        statement = self._insert(projection_state).values(id=1, sequence=projection.sequence)
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["id"], set_={"sequence": statement.excluded.sequence}
-            )
-        )
+        await connection.execute(self._set_progress, {"id": 1, "sequence": projection.sequence})
 
     async def last_sequence(self) -> int:
         async with self._engine.connect() as connection:

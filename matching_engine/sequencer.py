@@ -48,6 +48,7 @@ class Applied:
 
 
 _Waiter = tuple[Command, "asyncio.Future[Applied]"]
+_IDLE_FLUSH_S = 0.005
 _IDLE_RETRY_S = 1.0
 
 
@@ -71,6 +72,7 @@ class Sequencer:
         self._in_doubt_projection: Projection | None = None
         self.pending = Projection(sequence=engine.sequence)  # applied, not yet in the read models
         self.flushing: Projection | None = None  # being written right now
+        self._flush_failed = False
         self._on_batch = on_batch
         self._snapshot_due = snapshot_due
 
@@ -113,14 +115,15 @@ class Sequencer:
     async def _run(self) -> None:
         while True:
             behind = bool(self.pending or self._in_doubt)
-            if behind and self._queue.empty():
-                await self._flush_when_idle()
-                behind = bool(self.pending or self._in_doubt)
+            # Read-model rows ride with the next batch; they get a transaction of their own only
+            # once the queue has stayed empty a moment (right after a batch it is empty just
+            # because its requests have not yet been answered and sent their next command).
+            wait = None if not behind else _IDLE_RETRY_S if self._flush_failed else _IDLE_FLUSH_S
             try:
-                # While rows are unwritten (the database is down), wake up to retry them.
-                async with asyncio.timeout(_IDLE_RETRY_S if behind else None):
+                async with asyncio.timeout(wait):
                     batch = [await self._queue.get()]
             except TimeoutError:
+                await self._flush_when_idle()
                 continue
             while len(batch) < self._settings.batch_max_commands and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -211,4 +214,7 @@ class Sequencer:
             finally:
                 self.flushing = None
         except Exception as error:
+            self._flush_failed = True
             log.warning("read-model flush failed: %s: %s", type(error).__name__, error)
+        else:
+            self._flush_failed = False
