@@ -18,8 +18,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from api import problems
+from api.limits import RequestLimits
 from api.metrics import HttpMetricsMiddleware
-from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from api.middleware import BodyLimitMiddleware, InFlightLimitMiddleware, RequestContextMiddleware
 from api.routes import routers
 from matching_engine import __version__
 from matching_engine.migrate import upgrade_async
@@ -43,11 +44,13 @@ _TAGS = [
     {"name": "market", "description": "Public market data: books and trades."},
     {"name": "instruments", "description": "Tradable symbols; adding one needs an admin key."},
     {"name": "accounts", "description": "Accounts and their API keys (admin)."},
+    {"name": "admin", "description": "Degradation modes and the audit trail (admin)."},
 ]
 
 
 class State(TypedDict):
     service: EngineService
+    limits: RequestLimits
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -64,7 +67,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         service = await EngineService.open(settings)
         tune_garbage_collector()  # the recovered book is long-lived: never walk it again
         try:
-            yield {"service": service}
+            yield {"service": service, "limits": RequestLimits(service)}
         finally:
             await service.close()
 
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     problems.install(app)
     # Added innermost first: each add_middleware wraps everything added before it.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_requests_in_flight)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
 

@@ -1,8 +1,10 @@
 """Dependencies of the routes: the service from the lifespan state, and who is calling.
 
 A key is sent as ``Authorization: Bearer <api_key>``. A missing, malformed or unknown key answers
-401 ``unauthenticated``; a known key of the wrong role answers 403 ``forbidden``. An admin key
-cannot trade and a trader key cannot administer, so each endpoint asks for exactly one role.
+401 ``unauthenticated`` (429 once its address has failed too often, see :mod:`api.limits`); a
+known key of the wrong role answers 403 ``forbidden``. An admin key cannot trade and a trader key
+cannot administer, so each endpoint asks for exactly one role. Trader endpoints are rate limited
+per account; a database outage answers 503 for a key not seen before.
 """
 
 from __future__ import annotations
@@ -12,11 +14,20 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.limits import RequestLimits, client_address
 from api.problems import HTTPProblem
 from matching_engine.accounts import Principal, Role
 from matching_engine.service import EngineService
 
-__all__ = ["AdminDep", "PrincipalDep", "ServiceDep", "TraderDep", "get_service"]
+__all__ = [
+    "AdminDep",
+    "LimitsDep",
+    "PrincipalDep",
+    "PublicLimit",
+    "ServiceDep",
+    "TraderDep",
+    "get_service",
+]
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -37,31 +48,46 @@ async def get_service(request: Request) -> EngineService:
 ServiceDep = Annotated[EngineService, Depends(get_service)]
 
 
+async def get_limits(request: Request) -> RequestLimits:
+    limits: RequestLimits = request.state.limits
+    return limits
+
+
+LimitsDep = Annotated[RequestLimits, Depends(get_limits)]
+
+
 async def get_principal(
+    request: Request,
     service: ServiceDep,
+    limits: LimitsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None:
-        raise HTTPProblem(
-            401,
-            "unauthenticated",
-            "an Authorization: Bearer <api_key> header is required",
-            headers=_CHALLENGE,
-        )
-    principal = await service.accounts.authenticate(credentials.credentials)
+    api_key = None if credentials is None else credentials.credentials
+    if api_key is not None and (known := service.accounts.authenticate_known(api_key)):
+        return known  # a key seen before: no lookup, no failed-login accounting
+    address = client_address(request)
+    limits.refuse_if_blocked(address)
+    principal = None if api_key is None else await service.authenticate(api_key)
     if principal is None:
-        raise HTTPProblem(401, "unauthenticated", "unknown API key", headers=_CHALLENGE)
+        await limits.failed_authentication(address)
+        detail = (
+            "an Authorization: Bearer <api_key> header is required"
+            if api_key is None
+            else "unknown API key"
+        )
+        raise HTTPProblem(401, "unauthenticated", detail, headers=_CHALLENGE)
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_trader(principal: PrincipalDep) -> Principal:
+async def get_trader(request: Request, principal: PrincipalDep, limits: LimitsDep) -> Principal:
     if principal.role is not Role.TRADER:
         raise HTTPProblem(
             403, "forbidden", "this endpoint needs a trader key: an admin key cannot trade"
         )
+    await limits.account(principal.account_id, write=request.method != "GET")
     return principal
 
 
@@ -73,3 +99,11 @@ async def get_admin(principal: PrincipalDep) -> Principal:
 
 TraderDep = Annotated[Principal, Depends(get_trader)]
 AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
+async def limit_public(request: Request, limits: LimitsDep) -> None:
+    """The per-address limit of the public market data."""
+    await limits.public(client_address(request))
+
+
+PublicLimit = Depends(limit_public)

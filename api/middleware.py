@@ -7,6 +7,7 @@ The stack, outermost first (see :func:`api.app.create_app`)::
 
     RequestContextMiddleware   X-Request-ID on every response; an escaped exception -> 500
     HttpMetricsMiddleware      (api.metrics) counts every answer, the 500 above included
+    InFlightLimitMiddleware    503 overloaded at once past the in-flight limit (load shedding)
     BodyLimitMiddleware        413 before the body is read when Content-Length is too large,
                                or as soon as a streamed body passes the limit
     FastAPI                    routing, dependencies, the problem+json handlers
@@ -22,8 +23,14 @@ from contextvars import ContextVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import HTTPProblem, problem_response
+from matching_engine.metrics import SHED
 
-__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware", "request_id"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "InFlightLimitMiddleware",
+    "RequestContextMiddleware",
+    "request_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +139,39 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class InFlightLimitMiddleware:
+    """Answer 503 ``overloaded`` at once when ``max_in_flight`` requests are already in progress.
+
+    Load shedding at the door: past the point where the process can keep up, a request that is
+    let in only waits longer and makes every other one slower. Liveness and readiness probes are
+    never shed, so an overloaded engine is not mistaken for a dead one.
+    """
+
+    _EXEMPT = frozenset({"/livez", "/readyz", "/metrics"})
+
+    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            SHED.labels("http").inc()
+            response = problem_response(
+                503,
+                "overloaded",
+                "the engine is overloaded; retry later",
+                {"Retry-After": "1"},
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -200,6 +200,7 @@ _EXAMPLES: dict[str, tuple[int, str, str]] = {
     ),
     "instrument_exists": (409, "instrument_exists", "instrument BTC-USD exists"),
     "payload_too_large": (413, "payload_too_large", "the body is larger than 65536 bytes"),
+    "rate_limited": (429, "rate_limited", "too many requests; retry in 1 s"),
     "read_only": (503, "read_only", "the engine is read-only: the database is unavailable"),
     "cancel_only": (503, "cancel_only", "the engine only takes cancels"),
     "post_only_mode": (503, "post_only_mode", "the engine only takes post-only orders"),

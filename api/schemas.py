@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from matching_engine.accounts import AccountRecord
+from matching_engine.audit import AuditEntry
 from matching_engine.core import Instrument as CoreInstrument
 from matching_engine.views import BookView, FillView, OrderView, TradeView, plain
 
@@ -31,12 +32,15 @@ __all__ = [
     "AccountCreate",
     "AccountCreated",
     "AccountOut",
+    "AuditOut",
     "Book",
     "CancelAll",
     "Fill",
     "InstrumentCreate",
     "InstrumentOut",
     "Liveness",
+    "ModeChange",
+    "ModeStatus",
     "OrderAmend",
     "OrderCreate",
     "OrderFill",
@@ -471,3 +475,67 @@ class Readiness(BaseModel):
     sequence: int
     mode: str
     database: str
+    rate_limiter: str
+
+
+# -- degradation modes and the audit trail ----------------------------------------------------
+
+
+class ModeChange(_Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"mode": "cancel_only", "symbol": None, "reason": "exchange-wide volatility"},
+                {"mode": "halted", "symbol": "BTC-USD", "reason": "bad prints on BTC-USD"},
+            ]
+        },
+    )
+
+    mode: Literal["normal", "post_only", "cancel_only", "read_only", "halted"]
+    symbol: str | None = Field(default=None, pattern=SYMBOL_PATTERN)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ModeStatus(BaseModel):
+    """The modes in force: engine-wide (the stricter of the SREs' and the automatic one) and per
+    symbol, why, and the state of the dependencies that drive them."""
+
+    mode: Literal["normal", "post_only", "cancel_only", "read_only"]
+    symbols: dict[str, Literal["halted"]]
+    effective_reason: str | None
+    manual_mode: Literal["normal", "post_only", "cancel_only", "read_only"] = Field(
+        description="The mode the SREs set; the engine returns to it when the database recovers."
+    )
+    database: Literal["closed", "open", "half_open"] = Field(
+        description="The database circuit breaker; open means the engine is read-only by itself."
+    )
+    rate_limiter: Literal["redis", "local_fallback", "local"] = Field(
+        description="`local` on the embedded default (no Redis configured)."
+    )
+
+
+class AuditOut(BaseModel):
+    audit_id: str
+    at: str
+    actor: str
+    action: str
+    target: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str
+    request_id: str | None
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditOut:
+        return cls(
+            audit_id=entry.audit_id,
+            at=rfc3339(entry.at),
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            before=entry.before,
+            after=entry.after,
+            reason=entry.reason,
+            request_id=entry.request_id,
+        )

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hashlib
 import hmac
 import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -73,8 +76,16 @@ class AccountRecord:
 
 
 class AccountStore:
-    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        guard: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext,
+    ) -> None:
         self._engine = engine
+        # Wraps every database access (the service passes its circuit breaker), so a dead
+        # database fails fast here too; keys already known are checked without it.
+        self._guard = guard
         self._hmac_key: bytes | None = (
             settings.key_secret.get_secret_value().encode()
             if settings.key_secret is not None
@@ -93,7 +104,7 @@ class AccountStore:
         secret = secrets.token_urlsafe(32)
         key_hash = _hash(await self._key(), secret)
         principal = Principal(account_id="acc_" + secrets.token_hex(8), name=name, role=role)
-        async with self._engine.begin() as connection:
+        async with self._guard(), self._engine.begin() as connection:
             await connection.execute(
                 accounts.insert().values(
                     account_id=principal.account_id,
@@ -116,7 +127,7 @@ class AccountStore:
         key_hash = _hash(await self._key(), match["secret"])
         cached = self._by_key_id.get(key_id)
         if cached is None:
-            async with self._engine.connect() as connection:
+            async with self._guard(), self._engine.connect() as connection:
                 row = (
                     await connection.execute(
                         select(
@@ -134,9 +145,30 @@ class AccountStore:
         stored_hash, principal = cached
         return principal if hmac.compare_digest(stored_hash, key_hash) else None
 
+    def authenticate_known(self, api_key: str) -> Principal | None:
+        """Like :meth:`authenticate`, but only among keys seen before: never a database query.
+
+        For callers that must not cost a lookup (a client address over its failed-login limit).
+        """
+        if self._hmac_key is None or (match := _KEY_PATTERN.fullmatch(api_key)) is None:
+            return None
+        cached = self._by_key_id.get(match["key_id"])
+        if cached is None:
+            return None
+        stored_hash, principal = cached
+        return (
+            principal
+            if hmac.compare_digest(stored_hash, _hash(self._hmac_key, match["secret"]))
+            else None
+        )
+
+    async def prepare(self) -> None:
+        """Load the hashing secret now, while the database is known to answer."""
+        await self._key()
+
     async def list(self) -> builtins.list[AccountRecord]:
         """Every account, newest first."""
-        async with self._engine.connect() as connection:
+        async with self._guard(), self._engine.connect() as connection:
             rows = await connection.execute(
                 select(
                     accounts.c.account_id, accounts.c.name, accounts.c.role, accounts.c.created_at
@@ -145,7 +177,7 @@ class AccountStore:
             return [_record(*row) for row in rows]
 
     async def get(self, account_id: str) -> AccountRecord | None:
-        async with self._engine.connect() as connection:
+        async with self._guard(), self._engine.connect() as connection:
             row = (
                 await connection.execute(
                     select(

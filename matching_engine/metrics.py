@@ -13,10 +13,15 @@ __all__ = [
     "COMMANDS_REPLAYED",
     "JOURNAL_BATCH_SIZE",
     "JOURNAL_COMMIT_SECONDS",
+    "MODE",
+    "MODE_CHANGES",
     "ORDERS",
+    "QUEUE_DEPTH",
     "RECOVERY_SECONDS",
     "SEQUENCE",
+    "SHED",
     "SNAPSHOT_SEQUENCE",
+    "SYMBOL_HALTED",
     "TRADES",
 ]
 
@@ -45,4 +50,21 @@ RECOVERY_SECONDS = Gauge(
 )
 COMMANDS_REPLAYED = Gauge(
     "matching_engine_recovery_commands_replayed", "Commands replayed by the last recovery."
+)
+MODE = Gauge(
+    "matching_engine_mode",
+    "The engine-wide mode in effect: 1 for the current one, 0 for the others.",
+    ["mode"],
+)
+SYMBOL_HALTED = Gauge("matching_engine_symbol_halted", "1 while the symbol is halted.", ["symbol"])
+MODE_CHANGES = Counter(
+    "matching_engine_mode_changes_total",
+    "Changes of the engine-wide mode in effect, by who caused them.",
+    ["to_mode", "cause"],
+)
+QUEUE_DEPTH = Gauge("matching_engine_sequencer_queue_commands", "Commands waiting to be sequenced.")
+SHED = Counter(
+    "matching_engine_shed_requests_total",
+    "Requests refused at once because the engine was overloaded, by where they were refused.",
+    ["stage"],
 )

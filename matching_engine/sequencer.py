@@ -9,7 +9,14 @@ before it (group commit: one fsync for many commands). Only after the commit doe
 commands to the engine, in order, and answer each request with what its command did.
 
 If the commit fails, nothing is applied and every request of the batch is answered with
-:class:`Unavailable`; no 2xx is ever given for a command that is not durable. A commit that timed
+:class:`Unavailable`; no 2xx is ever given for a command that is not durable. Every database call
+goes through the database circuit breaker, with the commit deadline inside it, so a slow database
+counts as a failing one; while the breaker is open the batch fails at once.
+
+The queue is bounded: when it is full, a request is refused at once with ``overloaded`` rather
+than queued behind work it would time out waiting for (load shedding). Each command passes the
+``gate`` (the degradation modes) when its batch is formed, so a mode change takes effect for
+commands still waiting in the queue, too. A commit that timed
 out may still have happened: the batch is then *in doubt*, and before anything else is journaled
 the sequencer asks the journal how far it got, and applies the batch if it is there, so the
 engine never diverges from the journal. Clients whose request failed retry with their
@@ -22,12 +29,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from matching_engine import metrics
+from matching_engine.breaker import Breaker, BreakerOpen
 from matching_engine.core import Command, Event, MatchingEngine
-from matching_engine.errors import Unavailable
+from matching_engine.errors import ServiceError, Unavailable
 from matching_engine.journal import Journal
 from matching_engine.projection import Projection
 from matching_engine.settings import Settings
@@ -58,14 +68,18 @@ class Sequencer:
         engine: MatchingEngine,
         journal: Journal,
         settings: Settings,
+        breaker: Breaker,
         *,
+        gate: Callable[[Command], ServiceError | None] = lambda _command: None,
         on_batch: Callable[[int, float], None] | None = None,
         snapshot_due: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self._journal = journal
         self._settings = settings
-        self._queue: asyncio.Queue[_Waiter] = asyncio.Queue()
+        self._breaker = breaker
+        self._gate = gate
+        self._queue: asyncio.Queue[_Waiter] = asyncio.Queue(settings.queue_max_commands)
         self._task: asyncio.Task[None] | None = None
         self._last_timestamp = 0
         self._in_doubt: list[tuple[int, Command]] = []
@@ -106,7 +120,11 @@ class Sequencer:
     async def submit(self, command: Command) -> Applied:
         """Sequence, journal and apply ``command``; answer what it did once it is durable."""
         future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((command, future))
+        try:
+            self._queue.put_nowait((command, future))
+        except asyncio.QueueFull:
+            metrics.SHED.labels("queue").inc()
+            raise Unavailable("the engine is overloaded; retry later", "overloaded") from None
         # The command stays queued even if the caller gives up: it may already be in a batch.
         return await asyncio.shield(future)
 
@@ -127,9 +145,19 @@ class Sequencer:
                 continue
             while len(batch) < self._settings.batch_max_commands and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            metrics.QUEUE_DEPTH.set(self._queue.qsize())
             await self._process(batch)
 
-    async def _process(self, batch: list[_Waiter]) -> None:
+    async def _process(self, waiting: list[_Waiter]) -> None:
+        batch = []
+        for command, future in waiting:
+            refusal = self._gate(command)
+            if refusal is None:
+                batch.append((command, future))
+            elif not future.done():
+                future.set_exception(refusal)
+        if not batch:
+            return
         try:
             await self._resolve_doubt()
         except Exception as error:
@@ -144,8 +172,13 @@ class Sequencer:
         self.flushing = projection
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._settings.db_commit_timeout_s):
+            async with self._breaker.guard(self._settings.db_commit_timeout_s):
                 await self._journal.append(entries, projection)
+        except BreakerOpen as error:  # nothing was sent: not in doubt
+            self.flushing = None
+            self.pending = projection.absorb(self.pending)
+            self._fail(batch, error)
+            return
         except Exception as error:
             # The commit may or may not have happened: settle it before journaling anything else.
             self._in_doubt, self._in_doubt_projection = entries, projection
@@ -174,15 +207,21 @@ class Sequencer:
 
     def _fail(self, batch: list[_Waiter], error: BaseException) -> None:
         log.warning("journal write failed: %s: %s", type(error).__name__, error)
+        retry_after = error.retry_after_s if isinstance(error, BreakerOpen) else 1
         for _, future in batch:
             if not future.done():
-                future.set_exception(Unavailable("the journal is unavailable; retry later"))
+                future.set_exception(
+                    Unavailable(
+                        "the journal is unavailable; retry later",
+                        retry_after_s=max(1, math.ceil(retry_after)),
+                    )
+                )
 
     async def _resolve_doubt(self) -> None:
         """Apply the in-doubt batch if its commit happened after all; forget it otherwise."""
         if not self._in_doubt:
             return
-        async with asyncio.timeout(self._settings.db_commit_timeout_s):
+        async with self._breaker.guard():
             last = await self._journal.last_sequence()
         entries, projection = self._in_doubt, self._in_doubt_projection
         self._in_doubt, self._in_doubt_projection = [], None
@@ -204,7 +243,7 @@ class Sequencer:
             projection, self.pending = self.pending, Projection(sequence=self.pending.sequence)
             self.flushing = projection
             try:
-                async with asyncio.timeout(self._settings.db_commit_timeout_s):
+                async with self._breaker.guard(self._settings.db_commit_timeout_s):
                     await self._journal.write_projection(projection)
             except Exception:
                 # Keep the rows for the next try. Rewriting them is harmless even if this write

@@ -5,23 +5,35 @@ sequencer (durable before they are applied and answered); reads are served from 
 engine has the answer (open orders, recent closes, the book, recent trades) and from the read
 models otherwise, with the rows not yet written laid over them, so a reader always sees at least
 every acknowledged change.
+
+Degradation: every database call goes through one circuit breaker. While it is open the engine
+is read-only by itself (writes answer 503 ``read_only`` at once, reads from memory go on), a probe
+tries the database a few times a second, and the engine comes back to the mode the SREs set as
+soon as the breaker closes. SREs change modes through :meth:`EngineService.set_mode`, which
+never waits on the database (see :mod:`matching_engine.audit`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from matching_engine import metrics
-from matching_engine.accounts import AccountStore
+from matching_engine.accounts import AccountRecord, AccountStore, Principal, Role
+from matching_engine.audit import AuditEntry, AuditLog
+from matching_engine.breaker import Breaker, BreakerOpen
 from matching_engine.core import (
     AddInstrument,
     AmendOrder,
@@ -44,9 +56,11 @@ from matching_engine.core import (
     UnknownSymbol,
 )
 from matching_engine.db import create_engine
-from matching_engine.errors import NotFound, Refused
+from matching_engine.errors import NotFound, Refused, ServiceError, Unavailable
 from matching_engine.journal import Journal
+from matching_engine.modes import HALTED, Mode, ModeState
 from matching_engine.projection import Projection
+from matching_engine.ratelimit import RateLimiter
 from matching_engine.sequencer import Applied, Sequencer
 from matching_engine.settings import Settings
 from matching_engine.views import (
@@ -64,7 +78,11 @@ __all__ = ["EngineService", "RecoveryReport", "recover"]
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=StrEnum)
+_T = TypeVar("_T")
 _REPLAY_FLUSH_ROWS = 10_000
+_PROBE_EVERY_S = 0.25
+_PROBE_TIMEOUT_S = 1.0
+_MODE_RETRY_AFTER_S = 5
 
 
 class RecoveryReport:
@@ -133,16 +151,29 @@ class EngineService:
         self.database = database
         self.engine = engine
         self.recovery = recovery
-        self.accounts = AccountStore(database, settings)
+        self.modes = ModeState()
+        self.db_breaker = Breaker(
+            "database",
+            fail_max=settings.db_breaker_fail_max,
+            reset_timeout_s=settings.db_breaker_reset_s,
+            timeout_s=settings.db_statement_timeout_s,
+            on_state_change=self._database_state_changed,
+        )
+        self.accounts = AccountStore(database, settings, guard=self.db_breaker.guard)
+        self.audit = AuditLog(settings.data_dir / "admin-audit.jsonl", database, self.db_breaker)
+        self.rate_limiter = RateLimiter(settings)
         self._journal = Journal(database)
         self._sequencer = Sequencer(
             engine,
             self._journal,
             settings,
+            self.db_breaker,
+            gate=self._mode_refusal,
             on_batch=self._observe_batch,
             snapshot_due=self._snapshot_if_due,
         )
         self._snapshot_sequence = recovery.snapshot_sequence
+        self._prober: asyncio.Task[None] | None = None
         self.ready = False
 
     @classmethod
@@ -165,13 +196,29 @@ class EngineService:
             report.seconds,
         )
         service = cls(settings, database, engine, report)
+        try:
+            await service.accounts.prepare()
+            for entry in await service.audit.load():
+                service._apply_mode_entry(entry)
+        except BaseException:
+            await service.rate_limiter.close()
+            await database.dispose()
+            raise
+        service._publish_modes("recovery")
         service._sequencer.start()
+        service._prober = asyncio.create_task(service._probe_database(), name="database-probe")
         service.ready = True
         return service
 
     async def close(self) -> None:
         self.ready = False
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
         await self._sequencer.stop()
+        await self.audit.close()
+        await self.rate_limiter.close()
         await self.database.dispose()
 
     @property
@@ -249,21 +296,77 @@ class EngineService:
             price=None if price is None else instrument.price_to_ticks(price),
             quantity=None if quantity is None else instrument.quantity_to_lots(quantity),
         )
-        applied = await self._submit(command)
+        applied = await self._submit(command, order.symbol)
         return await self._with_all_fills(applied.orders[identifier])
 
-    async def add_instrument(self, instrument: Instrument) -> Instrument:
+    async def add_instrument(
+        self, instrument: Instrument, *, actor: str, request_id: str | None = None
+    ) -> Instrument:
         await self._submit(AddInstrument(instrument))
+        after = {
+            "tick_size": str(instrument.tick_size),
+            "lot_size": str(instrument.lot_size),
+            "min_quantity": str(instrument.min_quantity),
+            "max_quantity": str(instrument.max_quantity),
+            "price_band_pct": None
+            if instrument.price_band_pct is None
+            else str(instrument.price_band_pct),
+        }
+        await self.audit.record(
+            AuditEntry.new(
+                actor=actor,
+                action="instrument.add",
+                target=instrument.symbol,
+                before=None,
+                after=after,
+                reason="instrument listed",
+                request_id=request_id,
+            )
+        )
         return instrument
 
-    async def _submit(self, command: Command) -> Applied:
-        applied = await self._sequencer.submit(command)
+    async def create_account(
+        self, name: str, role: Role, *, actor: str, request_id: str | None = None
+    ) -> tuple[AccountRecord, str]:
+        principal, api_key = await self._read(lambda: self.accounts.create(name, role))
+        record = await self._read(lambda: self.accounts.get(principal.account_id))
+        assert record is not None
+        await self.audit.record(
+            AuditEntry.new(
+                actor=actor,
+                action="account.create",
+                target=principal.account_id,
+                before=None,
+                after={"name": name, "role": role.value},
+                reason="account created",
+                request_id=request_id,
+            )
+        )
+        return record, api_key
+
+    async def list_accounts(self) -> list[AccountRecord]:
+        return await self._read(self.accounts.list)
+
+    async def authenticate(self, api_key: str) -> Principal | None:
+        return await self._read(lambda: self.accounts.authenticate(api_key))
+
+    async def _submit(self, command: Command, symbol: str | None = None) -> Applied:
+        refusal = self._mode_refusal(command, symbol)
+        if refusal is not None:
+            raise refusal
+        try:
+            async with asyncio.timeout(self.settings.request_deadline_s):
+                applied = await self._sequencer.submit(command)
+        except TimeoutError:
+            # The command may still be applied: a retry with its client_order_id is safe.
+            raise Unavailable("no answer within the request deadline; retry later") from None
         first = applied.events[0] if applied.events else None
         if isinstance(first, CommandRejected):
-            if first.code is ErrorCode.NOT_FOUND and first.order_id is not None:
+            order_id = first.order_id
+            if first.code is ErrorCode.NOT_FOUND and order_id is not None:
                 # The core only remembers recent closes; the read model knows the rest.
                 account = getattr(command, "account", None)
-                if account and await self._journal.order(account, first.order_id):
+                if account and await self._read(lambda: self._journal.order(account, order_id)):
                     raise Refused(ErrorCode.ORDER_NOT_OPEN)
             raise Refused(first.code)
         return applied
@@ -312,7 +415,7 @@ class EngineService:
         if len(recent) == limit or len(recent) == self.engine.trade_count:
             return [trade_view(trade, instrument) for trade in recent]
         projections = self._unwritten()
-        stored = await self._journal.trades(symbol, limit)
+        stored = await self._read(lambda: self._journal.trades(symbol, limit))
         unwritten = [t for p in projections for t in p.trades if t.symbol == symbol]
         return _newest({t.trade_id: t for t in [*stored, *unwritten]}.values(), limit)
 
@@ -326,7 +429,7 @@ class EngineService:
                 instrument = self._instrument(order.symbol)
                 view = order_view(order, instrument)
         else:
-            view = await self._journal.order(account_id, identifier)
+            view = await self._read(lambda: self._journal.order(account_id, identifier))
         if view is None:
             raise NotFound("no such order")
         return await self._with_all_fills(view)
@@ -355,12 +458,14 @@ class EngineService:
             ]
             return [view for view in views if wanted(view)][:limit]
         projections = self._unwritten()
-        stored = await self._journal.orders(
-            account_id,
-            symbol=symbol,
-            open_only=None if status == "all" else False,
-            client_order_id=client_order_id,
-            limit=limit,
+        stored = await self._read(
+            lambda: self._journal.orders(
+                account_id,
+                symbol=symbol,
+                open_only=None if status == "all" else False,
+                client_order_id=client_order_id,
+                limit=limit,
+            )
         )
         merged: dict[int, OrderView] = {}
         fresh = [
@@ -383,7 +488,9 @@ class EngineService:
         self, account_id: str, *, symbol: str | None = None, limit: int = 100
     ) -> list[FillView]:
         projections = self._unwritten()
-        stored = await self._journal.fills(account_id, symbol=symbol, limit=limit)
+        stored = await self._read(
+            lambda: self._journal.fills(account_id, symbol=symbol, limit=limit)
+        )
         unwritten = [
             fill
             for projection in projections
@@ -399,7 +506,7 @@ class EngineService:
     async def _with_all_fills(self, view: OrderView) -> OrderView:
         order_id = int(view.order_id)
         projections = self._unwritten()
-        stored = await self._journal.fills_of_order(order_id)
+        stored = await self._read(lambda: self._journal.fills_of_order(order_id))
         unwritten = [
             fill for p in projections for fill in p.fills if int(fill.order_id) == order_id
         ]
@@ -411,6 +518,138 @@ class EngineService:
         """Applied changes not yet in the read models, oldest first. Callers take this list
         before they read the tables, so rows written meanwhile are in one or the other."""
         return self._sequencer.unwritten()
+
+    # -- degradation --------------------------------------------------------------------------
+
+    async def _read(self, query: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a database read through the breaker; a failing database answers 503 at once."""
+        try:
+            async with self.db_breaker.guard():
+                return await query()
+        except BreakerOpen as error:
+            raise Unavailable(
+                "the database is unavailable; retry later",
+                retry_after_s=max(1, math.ceil(error.retry_after_s)),
+            ) from None
+        except (OSError, TimeoutError, SQLAlchemyError) as error:
+            log.warning("database read failed: %s: %s", type(error).__name__, error)
+            raise Unavailable("the database is unavailable; retry later") from None
+
+    def _mode_refusal(self, command: Command, symbol: str | None = None) -> ServiceError | None:
+        if symbol is None and isinstance(command, AmendOrder):
+            order = self.engine.order(command.order_id)
+            symbol = None if order is None else order.symbol
+        refusal = self.modes.refusal(command, symbol)
+        if refusal is None:
+            return None
+        retry_after = _MODE_RETRY_AFTER_S
+        if self.modes.database_down:
+            retry_after = max(1, math.ceil(self.db_breaker.retry_after_s))
+        mode = self.modes.effective(symbol)
+        return Unavailable(
+            f"the engine is {mode}: {self.modes.effective_reason}", refusal.value, retry_after
+        )
+
+    def _database_state_changed(self, old: str, new: str) -> None:
+        down = new != "closed"
+        if down != self.modes.database_down:
+            self.modes.database_down = down
+            log.warning("database breaker %s -> %s: engine %s", old, new, self.modes.global_mode)
+            self._publish_modes("database_breaker")
+
+    async def _probe_database(self) -> None:
+        """Ask the database a trivial question a few times a second, through the breaker.
+
+        This is what opens the breaker when the database dies while no write is in flight, and
+        what closes it again (the half-open probe) while writes are refused as read-only.
+        """
+        while True:
+            await asyncio.sleep(_PROBE_EVERY_S)
+            try:
+                async with (
+                    self.db_breaker.guard(_PROBE_TIMEOUT_S),
+                    self.database.connect() as connection,
+                ):
+                    await connection.execute(text("SELECT 1"))
+            except Exception:  # counted by the breaker; nothing else to do
+                continue
+            if self.audit.unwritten:
+                await self.audit.flush_quietly()
+
+    async def set_mode(
+        self,
+        *,
+        actor: str,
+        mode: str,
+        symbol: str | None,
+        reason: str,
+        request_id: str | None = None,
+    ) -> dict[str, object]:
+        """Set the engine-wide mode, or halt / resume one symbol. Never waits on the database."""
+        reason = reason.strip()
+        if not reason:
+            raise InvalidCommand("a reason is required")
+        if symbol is None:
+            before = {"mode": self.modes.manual.value}
+            after = {"mode": _enum(Mode, mode, "mode").value}
+        else:
+            if self.engine.instrument(symbol) is None:
+                raise UnknownSymbol(f"unknown symbol {symbol}")
+            if mode not in (HALTED, Mode.NORMAL):
+                raise InvalidCommand("a symbol's mode is halted or normal")
+            before = {"mode": HALTED if symbol in self.modes.halted else Mode.NORMAL.value}
+            after = {"mode": mode}
+        entry = AuditEntry.new(
+            actor=actor,
+            action="mode.set",
+            target=symbol,
+            before=before,
+            after=after,
+            reason=reason,
+            request_id=request_id,
+        )
+        await self.audit.record(entry)  # durable on local disk before it takes effect
+        self._apply_mode_entry(entry)
+        self._publish_modes("sre")
+        log.warning(
+            "mode set by %s: %s %s -> %s (%s)",
+            actor,
+            symbol or "engine",
+            before["mode"],
+            after["mode"],
+            reason,
+        )
+        return self.mode_status()
+
+    def _apply_mode_entry(self, entry: AuditEntry) -> None:
+        if entry.action != "mode.set" or entry.after is None:
+            return
+        if entry.target is None:
+            self.modes.set_global(Mode(entry.after["mode"]), entry.reason)
+        else:
+            self.modes.set_symbol(entry.target, entry.after["mode"] == HALTED, entry.reason)
+
+    def mode_status(self) -> dict[str, object]:
+        return {
+            "mode": self.modes.global_mode.value,
+            "symbols": dict.fromkeys(sorted(self.modes.halted), HALTED),
+            "effective_reason": self.modes.effective_reason,
+            "manual_mode": self.modes.manual.value,
+            "database": self.db_breaker.state,
+            "rate_limiter": self.rate_limiter.backend_state,
+        }
+
+    async def audit_trail(self, limit: int) -> list[AuditEntry]:
+        return await self.audit.newest(limit)
+
+    def _publish_modes(self, cause: str) -> None:
+        current = self.modes.global_mode
+        for mode in Mode:
+            metrics.MODE.labels(mode.value).set(1 if mode is current else 0)
+        metrics.SYMBOL_HALTED.clear()
+        for symbol in self.modes.halted:
+            metrics.SYMBOL_HALTED.labels(symbol).set(1)
+        metrics.MODE_CHANGES.labels(current.value, cause).inc()
 
     # -- bookkeeping --------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.routes import accounts, fills, health, instruments, market, metrics, orders
+from api.routes import accounts, admin, fills, health, instruments, market, metrics, orders
 
 __all__ = ["routers"]
 
@@ -12,6 +12,7 @@ routers: tuple[APIRouter, ...] = (
     market.router,
     instruments.router,
     accounts.router,
+    admin.router,
     health.router,
     metrics.router,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AdminDep, ServiceDep
+from api.middleware import request_id
 from api.problems import BODY, documented
 from api.schemas import AccountCreate, AccountCreated, AccountOut
 from matching_engine.accounts import Role
@@ -13,7 +14,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/admin/accounts", tags=["accounts"])
 
-_AUTH = ("unauthenticated", "forbidden")
+_AUTH = ("unauthenticated", "forbidden", "rate_limited")
 
 
 @router.post(
@@ -24,13 +25,12 @@ _AUTH = ("unauthenticated", "forbidden")
     responses=documented(*BODY, *_AUTH),
 )
 async def create_account(
-    body: AccountCreate, _admin: AdminDep, service: ServiceDep
+    body: AccountCreate, admin: AdminDep, service: ServiceDep
 ) -> AccountCreated:
     """Create an account and its API key; the key is shown in this answer only."""
-    principal, api_key = await service.accounts.create(body.name, Role(body.role))
-    record = await service.accounts.get(principal.account_id)
-    if record is None:  # pragma: no cover - it was committed just above
-        raise RuntimeError(f"account {principal.account_id} vanished after its creation")
+    record, api_key = await service.create_account(
+        body.name, Role(body.role), actor=admin.account_id, request_id=request_id.get()
+    )
     return AccountCreated.created(record, api_key)
 
 
@@ -39,4 +39,4 @@ async def create_account(
 )
 async def list_accounts(_admin: AdminDep, service: ServiceDep) -> list[AccountOut]:
     """Every account, newest first, without keys."""
-    return [AccountOut.of(record) for record in await service.accounts.list()]
+    return [AccountOut.of(record) for record in await service.list_accounts()]

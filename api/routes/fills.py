@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/fills", tags=["fills"])
     "",
     response_model=list[Fill],
     summary="List fills",
-    responses=documented("validation_error", "unauthenticated", "forbidden"),
+    responses=documented("validation_error", "unauthenticated", "forbidden", "rate_limited"),
 )
 async def list_fills(
     trader: TraderDep,

@@ -26,4 +26,10 @@ async def readyz(service: ServiceDep) -> Readiness:
         raise HTTPProblem(
             503, "unavailable", "the engine is not serving", headers={"Retry-After": "1"}
         )
-    return Readiness(sequence=service.sequence, mode="normal", database="closed")
+    status = service.mode_status()
+    return Readiness(
+        sequence=service.sequence,
+        mode=str(status["mode"]),
+        database=str(status["database"]),
+        rate_limiter=str(status["rate_limiter"]),
+    )

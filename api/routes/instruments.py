@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import AdminDep, ServiceDep
+from api.deps import AdminDep, PublicLimit, ServiceDep
+from api.middleware import request_id
 from api.problems import BODY, WRITE_UNAVAILABLE, documented
 from api.schemas import InstrumentCreate, InstrumentOut
 
@@ -28,13 +29,22 @@ router = APIRouter(tags=["instruments"])
     ),
 )
 async def add_instrument(
-    body: InstrumentCreate, _admin: AdminDep, service: ServiceDep
+    body: InstrumentCreate, admin: AdminDep, service: ServiceDep
 ) -> InstrumentOut:
     """Make a symbol tradable, with its tick and lot sizes, quantity range and price band."""
-    return InstrumentOut.of(await service.add_instrument(body.instrument()))
+    instrument = await service.add_instrument(
+        body.instrument(), actor=admin.account_id, request_id=request_id.get()
+    )
+    return InstrumentOut.of(instrument)
 
 
-@router.get("/v1/instruments", response_model=list[InstrumentOut], summary="List instruments")
+@router.get(
+    "/v1/instruments",
+    response_model=list[InstrumentOut],
+    summary="List instruments",
+    dependencies=[PublicLimit],
+    responses=documented("rate_limited"),
+)
 async def list_instruments(service: ServiceDep) -> list[InstrumentOut]:
     """Every tradable instrument."""
     return [InstrumentOut.of(instrument) for instrument in service.instruments()]

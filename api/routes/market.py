@@ -6,20 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import ServiceDep
+from api.deps import PublicLimit, ServiceDep
 from api.problems import documented
 from api.schemas import Book, Trade
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["market"])
+router = APIRouter(prefix="/v1", tags=["market"], dependencies=[PublicLimit])
 
 
 @router.get(
     "/book/{symbol}",
     response_model=Book,
     summary="Get the order book",
-    responses=documented("validation_error", "not_found"),
+    responses=documented("validation_error", "not_found", "rate_limited"),
 )
 async def get_book(
     symbol: str,
@@ -34,7 +34,7 @@ async def get_book(
     "/trades/{symbol}",
     response_model=list[Trade],
     summary="List recent trades",
-    responses=documented("validation_error", "not_found"),
+    responses=documented("validation_error", "not_found", "rate_limited"),
 )
 async def list_trades(
     symbol: str,

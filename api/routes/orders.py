@@ -15,7 +15,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
-_AUTH = ("unauthenticated", "forbidden")
+_AUTH = ("unauthenticated", "forbidden", "rate_limited")
 _STATIC = ("unknown_symbol", "invalid_tick", "invalid_lot", "quantity_out_of_range")
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most 1000.")]
 

@@ -58,11 +58,21 @@ async def _serve(app: FastAPI) -> AsyncIterator[Served]:
         yield Served(app, dict(state))
 
 
+# The contract tests share one app per backend and send many requests, bad keys included, from
+# one address: limits high enough never to interfere. The limits have tests of their own.
+GENEROUS_LIMITS: dict[str, Any] = {
+    "rate_limit_orders_burst": 1_000_000,
+    "rate_limit_reads_burst": 1_000_000,
+    "rate_limit_public_burst": 1_000_000,
+    "rate_limit_auth_failures_burst": 1_000_000,
+}
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def postgresql_served(
     pg_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Served]:
-    settings = settings_for(pg_url, tmp_path_factory.mktemp("api_pg"))
+    settings = settings_for(pg_url, tmp_path_factory.mktemp("api_pg"), **GENEROUS_LIMITS)
     async for served in _serve(create_app(settings)):
         yield served
 
@@ -71,7 +81,8 @@ async def postgresql_served(
 async def sqlite_served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     data_dir = tmp_path_factory.mktemp("api_sqlite")
     # No database URL: the embedded default, a SQLite file in the data directory.
-    async for served in _serve(create_app(Settings(database_url=None, data_dir=data_dir))):
+    settings = Settings(database_url=None, data_dir=data_dir, **GENEROUS_LIMITS)
+    async for served in _serve(create_app(settings)):
         yield served
 
 

@@ -67,7 +67,7 @@ async def create_instrument(service: EngineService, **overrides: Any) -> str:
         max_quantity=Decimal(body["max_quantity"]),
         price_band_pct=None if band is None else Decimal(band),
     )
-    await service.add_instrument(instrument)
+    await service.add_instrument(instrument, actor="test")
     return instrument.symbol
 
 

@@ -40,6 +40,7 @@ class TestReadyz:
             "sequence": service.sequence,
             "mode": "normal",
             "database": "closed",
+            "rate_limiter": "local",
         }
 
     async def test_an_engine_that_does_not_serve_is_503(

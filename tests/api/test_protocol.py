@@ -241,7 +241,18 @@ class TestOpenApi:
     async def test_placing_an_order_documents_its_answers(self, schema: dict[str, Any]) -> None:
         responses = schema["paths"]["/v1/orders"]["post"]["responses"]
 
-        assert set(responses) == {"200", "201", "400", "401", "403", "409", "413", "422", "503"}
+        assert set(responses) == {
+            "200",
+            "201",
+            "400",
+            "401",
+            "403",
+            "409",
+            "413",
+            "422",
+            "429",
+            "503",
+        }
         examples = responses["422"]["content"]["application/problem+json"]["examples"]
         assert {"invalid_tick", "invalid_lot", "unknown_symbol"} <= set(examples)
 

@@ -19,7 +19,8 @@ from tests.service.factories import settings_for
 
 async def _trade_a_little(service: EngineService) -> None:
     await service.add_instrument(
-        Instrument("ABC-USD", Decimal("0.5"), Decimal("1"), Decimal("1"), Decimal("100"))
+        Instrument("ABC-USD", Decimal("0.5"), Decimal("1"), Decimal("1"), Decimal("100")),
+        actor="test",
     )
     for index in range(30):
         side = "buy" if index % 2 else "sell"
