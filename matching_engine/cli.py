@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from matching_engine import __version__
 from matching_engine.accounts import AccountStore, Principal, Role
+from matching_engine.audit import AuditEntry, AuditLog
 from matching_engine.db import create_engine
 from matching_engine.migrate import upgrade
 from matching_engine.replay import replay_journal
+from matching_engine.service import database_breaker
 from matching_engine.settings import Settings
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
@@ -129,7 +131,20 @@ def _create_account(args: argparse.Namespace) -> int:
 async def _create(settings: Settings, name: str, role: Role) -> tuple[Principal, str]:
     engine = create_engine(settings)
     try:
-        return await AccountStore(engine, settings).create(name, role)
+        principal, api_key = await AccountStore(engine, settings).create(name, role)
+        audit = AuditLog(settings.audit_path, engine, database_breaker(settings))
+        await audit.record(
+            AuditEntry.new(
+                actor="cli",
+                action="account.create",
+                target=principal.account_id,
+                before=None,
+                after={"name": name, "role": role.value},
+                reason="account created on the command line",
+            )
+        )
+        await audit.close()
+        return principal, api_key
     finally:
         await engine.dispose()
 

@@ -73,7 +73,7 @@ from matching_engine.views import (
     trade_view,
 )
 
-__all__ = ["EngineService", "RecoveryReport", "recover"]
+__all__ = ["EngineService", "RecoveryReport", "database_breaker", "recover"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,19 @@ async def recover(journal: Journal, settings: Settings) -> tuple[MatchingEngine,
     return engine, RecoveryReport(snapshot_sequence, replayed, time.perf_counter() - started)
 
 
+def database_breaker(
+    settings: Settings, on_state_change: Callable[[str, str], None] | None = None
+) -> Breaker:
+    """The circuit breaker every database call goes through."""
+    return Breaker(
+        "database",
+        fail_max=settings.db_breaker_fail_max,
+        reset_timeout_s=settings.db_breaker_reset_s,
+        timeout_s=settings.db_statement_timeout_s,
+        on_state_change=on_state_change,
+    )
+
+
 def _enum(kind: type[_E], value: str, name: str) -> _E:
     try:
         return kind(value)
@@ -152,15 +165,9 @@ class EngineService:
         self.engine = engine
         self.recovery = recovery
         self.modes = ModeState()
-        self.db_breaker = Breaker(
-            "database",
-            fail_max=settings.db_breaker_fail_max,
-            reset_timeout_s=settings.db_breaker_reset_s,
-            timeout_s=settings.db_statement_timeout_s,
-            on_state_change=self._database_state_changed,
-        )
+        self.db_breaker = database_breaker(settings, self._database_state_changed)
         self.accounts = AccountStore(database, settings, guard=self.db_breaker.guard)
-        self.audit = AuditLog(settings.data_dir / "admin-audit.jsonl", database, self.db_breaker)
+        self.audit = AuditLog(settings.audit_path, database, self.db_breaker)
         self.rate_limiter = RateLimiter(settings)
         self._journal = Journal(database)
         self._sequencer = Sequencer(

@@ -94,5 +94,10 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'engine.db').resolve()}"
 
     @property
+    def audit_path(self) -> Path:
+        """The local, fsynced copy of the admin audit trail (see matching_engine.audit)."""
+        return self.data_dir / "admin-audit.jsonl"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
