@@ -1,10 +1,12 @@
 """The application factory: the FastAPI gateway around one :class:`EngineService`.
 
-The lifespan applies pending migrations (unless told not to: ``matching-engine migrate`` may have
-run them already), opens the service, which recovers the book and starts the sequencer, freezes
-the recovered book out of the garbage collector's walks (:mod:`matching_engine.runtime`), and
-yields the service as the lifespan state that :mod:`api.deps` reads from ``request.state``. The
-book lives in this one process, so the app must be served by exactly one worker.
+The lifespan sets up logging and tracing unless the process did already (``matching-engine
+serve`` does, before uvicorn starts), applies pending migrations (unless told not to:
+``matching-engine migrate`` may have run them already), opens the service, which recovers the
+book and starts the sequencer, freezes the recovered book out of the garbage collector's walks
+(:mod:`matching_engine.runtime`), and yields the service as the lifespan state that
+:mod:`api.deps` reads from ``request.state``. The book lives in this one process, so the app
+must be served by exactly one worker.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from fastapi.routing import APIRoute
 from api import problems
 from api.limits import RequestLimits
 from api.metrics import HttpMetricsMiddleware
-from api.middleware import BodyLimitMiddleware, InFlightLimitMiddleware, RequestContextMiddleware
+from api.middleware import (
+    BodyLimitMiddleware,
+    InFlightLimitMiddleware,
+    RequestContextMiddleware,
+    TracingMiddleware,
+)
 from api.routes import routers
-from matching_engine import __version__
+from matching_engine import __version__, tracing
+from matching_engine.logs import configure_logging
+from matching_engine.logs import is_configured as logging_configured
 from matching_engine.migrate import upgrade_async
 from matching_engine.runtime import tune_garbage_collector
 from matching_engine.service import EngineService
@@ -62,14 +71,21 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
-        if migrate:
-            await upgrade_async(settings)
-        service = await EngineService.open(settings)
-        tune_garbage_collector()  # the recovered book is long-lived: never walk it again
+        if not logging_configured():
+            configure_logging(settings.log_level, json=settings.log_json)
+        traces_here = not tracing.is_enabled() and tracing.configure_tracing(settings) is not None
         try:
-            yield {"service": service, "limits": RequestLimits(service)}
+            if migrate:
+                await upgrade_async(settings)
+            service = await EngineService.open(settings)
+            tune_garbage_collector()  # the recovered book is long-lived: never walk it again
+            try:
+                yield {"service": service, "limits": RequestLimits(service)}
+            finally:
+                await service.close()
         finally:
-            await service.close()
+            if traces_here:
+                tracing.shutdown_tracing()
 
     app = FastAPI(
         title="matching-engine",
@@ -87,6 +103,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_requests_in_flight)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(TracingMiddleware)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -3,6 +3,11 @@
 Labels are the route template (``/v1/orders/{order_id}``, never the raw path, so an id cannot
 create a time series), the method and the status class (``2xx`` ... ``5xx``). A request that
 matched no route (a 404, or a 413 refused before routing) is labelled ``unmatched``.
+
+New orders the gateway or the service refuse are counted with the orders the engine took, in
+``matching_engine_orders_total{outcome="refused", reason=<error code>}``, by the problem handler
+(:func:`count_refused_order`). Requests shed at the door before routing are not orders yet: they
+are in ``matching_engine_shed_requests_total{stage="http"}``.
 """
 
 from __future__ import annotations
@@ -10,9 +15,21 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Histogram
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["HTTP_REQUESTS_TOTAL", "HTTP_REQUEST_DURATION_SECONDS", "HttpMetricsMiddleware"]
+from matching_engine.core import ErrorCode
+from matching_engine.metrics import ORDERS
+from matching_engine.modes import Refusal
+
+__all__ = [
+    "HTTP_REQUESTS_TOTAL",
+    "HTTP_REQUEST_DURATION_SECONDS",
+    "HttpMetricsMiddleware",
+    "count_refused_order",
+    "method_label",
+    "route_template",
+]
 
 _LABELS = ("route", "method", "status")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -29,6 +46,40 @@ HTTP_REQUEST_DURATION_SECONDS = Histogram(
     _LABELS,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+# The codes a refused new order is counted under: a fixed set, whatever a future error says.
+_REFUSAL_CODES = frozenset(
+    {
+        *(code.value for code in ErrorCode),
+        *(refusal.value for refusal in Refusal),
+        "overloaded",
+        "unavailable",
+        "rate_limited",
+        "payload_too_large",
+    }
+)
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request, or ``unmatched``."""
+    # The router writes the matched route into the shared scope on its way in.
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
+def method_label(scope: Scope) -> str:
+    method: str = scope["method"]
+    return method if method in _METHODS else "OTHER"
+
+
+def count_refused_order(request: Request, code: str) -> None:
+    """Count a refused ``POST /v1/orders`` (authentication failures are not orders)."""
+    if (
+        code in _REFUSAL_CODES
+        and request.method == "POST"
+        and route_template(request.scope) == "/v1/orders"
+    ):
+        ORDERS.labels("refused", code).inc()
 
 
 class HttpMetricsMiddleware:
@@ -51,9 +102,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
-            # The router writes the matched route into the shared scope on its way in.
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            labels = (route, method, f"{status // 100}xx")
+            labels = (route_template(scope), method_label(scope), f"{status // 100}xx")
             HTTP_REQUESTS_TOTAL.labels(*labels).inc()
             HTTP_REQUEST_DURATION_SECONDS.labels(*labels).observe(time.perf_counter() - start)

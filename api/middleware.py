@@ -1,11 +1,14 @@
-"""Pure-ASGI middleware: request ids, the last-resort error answer, and the body size limit.
+"""Pure-ASGI middleware: traces, request ids and logs, the last-resort error answer, load
+shedding and the body size limit.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the body can be
 counted as it streams in instead of being read whole first.
 
 The stack, outermost first (see :func:`api.app.create_app`)::
 
-    RequestContextMiddleware   X-Request-ID on every response; an escaped exception -> 500
+    TracingMiddleware          the http.request server span, while tracing is on
+    RequestContextMiddleware   X-Request-ID on every response, one log line per request; an
+                               escaped exception -> 500
     HttpMetricsMiddleware      (api.metrics) counts every answer, the 500 above included
     InFlightLimitMiddleware    503 overloaded at once past the in-flight limit (load shedding)
     BodyLimitMiddleware        413 before the body is read when Content-Length is too large,
@@ -17,25 +20,32 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
-from contextvars import ContextVar
 
+from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.metrics import method_label, route_template
 from api.problems import HTTPProblem, problem_response
+from matching_engine import tracing
+from matching_engine.logs import request_id
 from matching_engine.metrics import SHED
 
 __all__ = [
     "BodyLimitMiddleware",
     "InFlightLimitMiddleware",
     "RequestContextMiddleware",
-    "request_id",
+    "TracingMiddleware",
+    "request_id",  # kept here for callers of old: it lives in matching_engine.logs
 ]
 
 logger = logging.getLogger(__name__)
+access_log = logging.getLogger("api.access")
 
-#: The id of the request being served, for logs (``None`` outside a request).
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Probes and scrapes come every few seconds: their lines are debug, the others info, and they
+# get no trace.
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 _REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
@@ -48,14 +58,57 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-class RequestContextMiddleware:
-    """Give every response an ``X-Request-ID``, and answer for exceptions nothing else handled.
+class TracingMiddleware:
+    """The ``http.request`` server span of each request, while tracing is on (probes and
+    scrapes, every few seconds, are left out).
 
-    The id is the client's when it sent a sane one, else a new uuid4 hex. An exception that
-    escapes the application before its response started is logged with its stack trace and
-    answered with a 500
-    ``internal_error`` problem that names the request id, so the log line can be found. Doing it
-    here, rather than in Starlette's outermost error middleware, keeps the id on that response.
+    Its parent is the client's trace when it sent a W3C ``traceparent`` header. It is the current
+    span while the request is served, so the spans of the commands the request sends are its
+    children (see :mod:`matching_engine.tracing`). Attributes follow the HTTP semantic
+    conventions, with the route template, never the raw path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not tracing.is_enabled() or scope["path"] in _QUIET_PATHS:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with tracing.tracer.start_as_current_span(
+            "http.request",
+            context=tracing.remote_context(scope["headers"]),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method_label(scope)},
+        ) as span:
+            try:
+                await self.app(scope, receive, send_recording_status)
+            finally:
+                span.set_attribute("http.route", route_template(scope))
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
+
+
+class RequestContextMiddleware:
+    """Give every response an ``X-Request-ID``, log one line per request, and answer for
+    exceptions nothing else handled.
+
+    The line (logger ``api.access``) has the method, the route template, the status, the
+    duration, the request id and the client's address: never a header, a query string or a body,
+    which may hold a key. The id is the client's when it sent a sane one, else a new uuid4 hex.
+    An exception that escapes the application before its response started is logged with its
+    stack trace and answered with a 500 ``internal_error`` problem that names the request id,
+    so the log line can be found. Doing it here, rather than in Starlette's outermost error
+    middleware, keeps the id on that response.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -68,12 +121,15 @@ class RequestContextMiddleware:
         sent = _header(scope, _REQUEST_ID_HEADER)
         rid = sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
         token = request_id.set(rid)
+        began = time.perf_counter()
         started = False
+        status = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = [
                     (key, value)
                     for key, value in message.get("headers", ())
@@ -96,7 +152,31 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
         finally:
+            _log_request(scope, status, time.perf_counter() - began)
             request_id.reset(token)
+
+
+def _log_request(scope: Scope, status: int, seconds: float) -> None:
+    level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
+    method, route = method_label(scope), route_template(scope)
+    client = scope.get("client")
+    access_log.log(
+        level,
+        "%s %s %d",
+        method,
+        route,
+        status,
+        extra={
+            "event": "http.request",
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "client": client[0] if client else None,
+        },
+    )
 
 
 class BodyLimitMiddleware:

@@ -15,6 +15,9 @@ turns each kind of exception into such a body:
 Anything else escapes to :class:`api.middleware.RequestContextMiddleware`, which logs it and
 answers 500 ``internal_error`` with no stack trace.
 
+The handler also counts a refused new order by its code (:func:`api.metrics.count_refused_order`):
+every refusal of ``POST /v1/orders``, the gateway's and the service's, passes through it.
+
 No detail ever quotes a header, and validation errors name the field and the rule it broke,
 never the input, so a key sent in the wrong place is not echoed back.
 """
@@ -32,6 +35,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from api.metrics import count_refused_order
 from matching_engine.core import MatchingError
 from matching_engine.errors import NotFound, Refused, ServiceError, Unavailable
 
@@ -160,6 +164,7 @@ def _allowed_methods(request: Request) -> str:
 async def handle(request: Request, exc: Exception) -> ProblemResponse:
     """The one exception handler: any known error to its problem+json response."""
     status, code, detail, headers = _problem_of(exc)
+    count_refused_order(request, code)
     if status == 405:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return problem_response(status, code, detail, headers)

@@ -163,8 +163,22 @@ class AccountStore:
         )
 
     async def prepare(self) -> None:
-        """Load the hashing secret now, while the database is known to answer."""
+        """Load the hashing secret and every key's hash now, while the database answers, so
+        that every key that exists keeps working if the database goes away later."""
         await self._key()
+        async with self._guard(), self._engine.connect() as connection:
+            rows = await connection.execute(
+                select(
+                    accounts.c.key_id,
+                    accounts.c.key_hash,
+                    accounts.c.account_id,
+                    accounts.c.name,
+                    accounts.c.role,
+                )
+            )
+            for row in rows:
+                principal = Principal(row.account_id, row.name, Role(row.role))
+                self._by_key_id[row.key_id] = (row.key_hash, principal)
 
     async def list(self) -> builtins.list[AccountRecord]:
         """Every account, newest first."""

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ class AuditLog:
         self._unwritten: dict[str, AuditEntry] = {}  # on disk, not yet in the table
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+        self._newest_at = 0
 
     @property
     def unwritten(self) -> int:
@@ -111,18 +112,27 @@ class AuditLog:
         self._unwritten = {e.audit_id: e for e in local if e.audit_id not in stored}
         await self.flush()
         merged = {**stored, **{entry.audit_id: entry for entry in local}}
-        return sorted(merged.values(), key=_order)
+        trail = sorted(merged.values(), key=_order)
+        if trail:
+            self._newest_at = trail[-1].at
+        return trail
 
-    async def record(self, entry: AuditEntry) -> None:
+    async def record(self, entry: AuditEntry) -> AuditEntry:
         """Make the entry durable on local disk; copy it into the table in the background.
 
         Never waits on the database: an SRE flipping a mode during an outage gets an answer as
-        soon as the entry is on disk.
+        soon as the entry is on disk. The trail is ordered by time, and a later entry must come
+        later even if the wall clock stepped back meanwhile (an NTP step, a VM migration), so
+        an entry's time is at least one nanosecond past the newest one known. Answers the entry
+        as recorded.
         """
+        entry = replace(entry, at=max(entry.at, self._newest_at + 1))
+        self._newest_at = entry.at
         await asyncio.to_thread(self._append_local, entry)
         self._unwritten[entry.audit_id] = entry
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self.flush_quietly())
+        return entry
 
     async def flush_quietly(self) -> None:
         try:

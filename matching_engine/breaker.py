@@ -222,6 +222,12 @@ class Breaker:
             self.name,
             old,
             new,
+            extra={
+                "event": "breaker.transition",
+                "dependency": self.name,
+                "from_state": old,
+                "to_state": new,
+            },
         )
         if self._on_state_change is not None:
             # Called inside pybreaker's bookkeeping: a failing callback must not corrupt it.

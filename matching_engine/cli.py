@@ -75,8 +75,12 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from matching_engine.logs import configure_logging
+    from matching_engine.tracing import configure_tracing
 
     settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    configure_tracing(settings)
     uvicorn.run(
         create_app(settings, migrate=not args.no_migrate),
         host=settings.host if args.host is None else args.host,
@@ -84,6 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
         # Never more: each worker would hold a book of its own.
         workers=1,
         log_level=settings.log_level,
+        # Our logging as configured above, and our own line per request instead of uvicorn's.
+        log_config=None,
+        access_log=False,
     )
     return 0
 

@@ -134,25 +134,37 @@ class Journal:
             ).first()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
-    async def save_snapshot(self, sequence: int, state: bytes) -> None:
-        """Store a snapshot and drop all but the newest few."""
+    async def snapshot_taken_at(self) -> int | None:
+        """When the newest stored snapshot was taken (ns since the epoch); None without one."""
+        async with self._engine.connect() as connection:
+            taken_at = await connection.scalar(
+                select(snapshots.c.taken_at).order_by(snapshots.c.sequence.desc()).limit(1)
+            )
+        return None if taken_at is None else int(taken_at)
+
+    async def save_snapshot(self, sequence: int, state: bytes) -> int:
+        """Store a snapshot and drop all but the newest few; answer when it was taken (ns)."""
+        taken_at = time.time_ns()
         async with self._engine.begin() as connection:
             await connection.execute(
                 snapshots.insert().values(
-                    sequence=sequence, taken_at=time.time_ns(), format=SNAPSHOT_FORMAT, state=state
+                    sequence=sequence, taken_at=taken_at, format=SNAPSHOT_FORMAT, state=state
                 )
             )
+            # The minimum over a derived table: as a scalar subquery, the newest few would be
+            # "more than one row" to PostgreSQL (SQLite silently takes the first).
             kept = (
                 select(snapshots.c.sequence)
                 .order_by(snapshots.c.sequence.desc())
                 .limit(_SNAPSHOTS_KEPT)
-                .scalar_subquery()
+                .subquery()
             )
             await connection.execute(
                 delete(snapshots).where(
-                    snapshots.c.sequence < select(func.min(kept)).scalar_subquery()
+                    snapshots.c.sequence < select(func.min(kept.c.sequence)).scalar_subquery()
                 )
             )
+        return taken_at
 
     # -- read models --------------------------------------------------------------------------
 

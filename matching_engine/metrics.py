@@ -7,12 +7,23 @@ order or account id).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import math
+import time
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from matching_engine import __version__
+from matching_engine.core import Event, MatchingEngine, Trade
 
 __all__ = [
+    "BEST_ASK",
+    "BEST_BID",
+    "BUILD_INFO",
     "COMMANDS_REPLAYED",
     "JOURNAL_BATCH_SIZE",
     "JOURNAL_COMMIT_SECONDS",
+    "MATCH_SECONDS",
     "MODE",
     "MODE_CHANGES",
     "ORDERS",
@@ -20,10 +31,19 @@ __all__ = [
     "RECOVERY_SECONDS",
     "SEQUENCE",
     "SHED",
+    "SNAPSHOT_AGE",
     "SNAPSHOT_SEQUENCE",
+    "SNAPSHOT_TIMESTAMP",
     "SYMBOL_HALTED",
+    "TRADED_QUANTITY",
     "TRADES",
+    "observe_match",
+    "publish_best_prices",
+    "record_snapshot",
 ]
+
+BUILD_INFO = Info("matching_engine_build", "The running version of the engine.")
+BUILD_INFO.info({"version": __version__})
 
 JOURNAL_BATCH_SIZE = Histogram(
     "matching_engine_journal_batch_commands",
@@ -41,9 +61,37 @@ ORDERS = Counter(
     ["outcome", "reason"],
 )
 TRADES = Counter("matching_engine_trades_total", "Trades executed.", ["symbol"])
+TRADED_QUANTITY = Counter(
+    "matching_engine_traded_quantity_total",
+    "Quantity traded, in instrument units (lots times the lot size).",
+    ["symbol"],
+)
+MATCH_SECONDS = Histogram(
+    "matching_engine_match_seconds",
+    "Time to apply one command to the core (matching only: no IO, no read-model rows).",
+    buckets=(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2),
+)
+BEST_BID = Gauge(
+    "matching_engine_best_bid_price",
+    "Best bid, in price units; NaN while no bid rests.",
+    ["symbol"],
+)
+BEST_ASK = Gauge(
+    "matching_engine_best_ask_price",
+    "Best ask, in price units; NaN while no ask rests.",
+    ["symbol"],
+)
 SEQUENCE = Gauge("matching_engine_sequence", "Sequence number of the last applied command.")
 SNAPSHOT_SEQUENCE = Gauge(
     "matching_engine_snapshot_sequence", "Sequence number of the newest stored snapshot."
+)
+SNAPSHOT_TIMESTAMP = Gauge(
+    "matching_engine_snapshot_last_timestamp_seconds",
+    "When the newest stored snapshot was taken, in Unix time; 0 while there is none.",
+)
+SNAPSHOT_AGE = Gauge(
+    "matching_engine_snapshot_age_seconds",
+    "Seconds since the newest stored snapshot was taken; NaN while there is none.",
 )
 RECOVERY_SECONDS = Gauge(
     "matching_engine_recovery_seconds", "Duration of the last start-up recovery."
@@ -68,3 +116,36 @@ SHED = Counter(
     "Requests refused at once because the engine was overloaded, by where they were refused.",
     ["stage"],
 )
+
+_snapshot_taken_at = math.nan
+SNAPSHOT_AGE.set_function(lambda: time.time() - _snapshot_taken_at)
+
+
+def record_snapshot(taken_at_s: float) -> None:
+    """The newest stored snapshot was taken at ``taken_at_s`` (Unix time)."""
+    global _snapshot_taken_at
+    _snapshot_taken_at = taken_at_s
+    SNAPSHOT_TIMESTAMP.set(taken_at_s)
+
+
+def observe_match(engine: MatchingEngine, events: list[Event], seconds: float) -> None:
+    """Count one command the core applied in ``seconds``, and the trades it made."""
+    MATCH_SECONDS.observe(seconds)
+    for event in events:
+        if isinstance(event, Trade):
+            instrument = engine.instrument(event.symbol)
+            assert instrument is not None
+            TRADES.labels(event.symbol).inc()
+            TRADED_QUANTITY.labels(event.symbol).inc(float(event.quantity * instrument.lot_size))
+
+
+def publish_best_prices(engine: MatchingEngine, symbols: Iterable[str]) -> None:
+    """Set the best bid and ask gauges of ``symbols`` from their books."""
+    for symbol in symbols:
+        book = engine.book(symbol)
+        if book is None:
+            continue
+        tick = book.instrument.tick_size
+        bid, ask = book.best_bid_price, book.best_ask_price
+        BEST_BID.labels(symbol).set(math.nan if bid is None else float(bid * tick))
+        BEST_ASK.labels(symbol).set(math.nan if ask is None else float(ask * tick))

@@ -9,18 +9,19 @@ before it (group commit: one fsync for many commands). Only after the commit doe
 commands to the engine, in order, and answer each request with what its command did.
 
 If the commit fails, nothing is applied and every request of the batch is answered with
-:class:`Unavailable`; no 2xx is ever given for a command that is not durable. Every database call
-goes through the database circuit breaker, with the commit deadline inside it, so a slow database
-counts as a failing one; while the breaker is open the batch fails at once.
+:class:`Unavailable`; no 2xx is ever given for a command that is not durable. A commit that
+failed may still have happened (or may still happen: a stalled disk): the batch is then *in
+doubt*, and before anything else is journaled the sequencer reads the journal past its own
+sequence and applies what is there, so the engine never diverges from the journal. Clients whose
+request failed retry with their ``client_order_id`` and get the original order back.
+
+Every database call goes through the database circuit breaker, with the commit deadline inside
+it, so a slow database counts as a failing one; while the breaker is open the batch fails at once.
 
 The queue is bounded: when it is full, a request is refused at once with ``overloaded`` rather
 than queued behind work it would time out waiting for (load shedding). Each command passes the
 ``gate`` (the degradation modes) when its batch is formed, so a mode change takes effect for
-commands still waiting in the queue, too. A commit that timed
-out may still have happened: the batch is then *in doubt*, and before anything else is journaled
-the sequencer asks the journal how far it got, and applies the batch if it is there, so the
-engine never diverges from the journal. Clients whose request failed retry with their
-``client_order_id`` and get the original order back.
+commands still waiting in the queue, too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from matching_engine import metrics
+from matching_engine import metrics, tracing
 from matching_engine.breaker import Breaker, BreakerOpen
 from matching_engine.core import Command, Event, MatchingEngine
 from matching_engine.errors import ServiceError, Unavailable
@@ -57,7 +58,8 @@ class Applied:
     orders: dict[int, OrderView]
 
 
-_Waiter = tuple[Command, "asyncio.Future[Applied]"]
+# The command, the future its request awaits, and its request's trace (None while tracing is off).
+_Waiter = tuple[Command, "asyncio.Future[Applied]", tracing.CommandTrace | None]
 _IDLE_FLUSH_S = 0.005
 _IDLE_RETRY_S = 1.0
 
@@ -102,7 +104,7 @@ class Sequencer:
                 await self._task
             self._task = None
         while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+            _, future, _ = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(Unavailable("the engine is shutting down"))
 
@@ -121,7 +123,7 @@ class Sequencer:
         """Sequence, journal and apply ``command``; answer what it did once it is durable."""
         future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait((command, future))
+            self._queue.put_nowait((command, future, tracing.command_trace()))
         except asyncio.QueueFull:
             metrics.SHED.labels("queue").inc()
             raise Unavailable("the engine is overloaded; retry later", "overloaded") from None
@@ -150,10 +152,10 @@ class Sequencer:
 
     async def _process(self, waiting: list[_Waiter]) -> None:
         batch = []
-        for command, future in waiting:
+        for command, future, trace in waiting:
             refusal = self._gate(command)
             if refusal is None:
-                batch.append((command, future))
+                batch.append((command, future, trace))
             elif not future.done():
                 future.set_exception(refusal)
         if not batch:
@@ -166,14 +168,15 @@ class Sequencer:
         start = self.engine.sequence
         entries = [
             (start + offset, self._stamped(command))
-            for offset, (command, _) in enumerate(batch, start=1)
+            for offset, (command, _, _) in enumerate(batch, start=1)
         ]
         projection, self.pending = self.pending, Projection(sequence=self.pending.sequence)
         self.flushing = projection
         started = time.perf_counter()
         try:
-            async with self._breaker.guard(self._settings.db_commit_timeout_s):
-                await self._journal.append(entries, projection)
+            with tracing.journal_commit((trace for _, _, trace in batch), len(batch)):
+                async with self._breaker.guard(self._settings.db_commit_timeout_s):
+                    await self._journal.append(entries, projection)
         except BreakerOpen as error:  # nothing was sent: not in doubt
             self.flushing = None
             self.pending = projection.absorb(self.pending)
@@ -188,10 +191,11 @@ class Sequencer:
         self.flushing = None
         if self._on_batch is not None:
             self._on_batch(len(batch), time.perf_counter() - started)
-        for (sequence, command), (_, future) in zip(entries, batch, strict=True):
-            applied = self._apply(sequence, command)
+        for (sequence, command), (_, future, trace) in zip(entries, batch, strict=True):
+            applied = self._apply(sequence, command, trace)
             if not future.done():
                 future.set_result(applied)
+        metrics.publish_best_prices(self.engine, {o.symbol for o in self.pending.orders.values()})
         if self._snapshot_due is not None:
             await self._snapshot_due()
 
@@ -200,15 +204,22 @@ class Sequencer:
         self._last_timestamp = max(time.time_ns(), self._last_timestamp + 1)
         return dataclasses.replace(command, timestamp=self._last_timestamp)
 
-    def _apply(self, sequence: int, command: Command) -> Applied:
+    def _apply(
+        self, sequence: int, command: Command, trace: tracing.CommandTrace | None = None
+    ) -> Applied:
+        started = time.perf_counter()
         events = self.engine.submit(command)
+        seconds = time.perf_counter() - started
         assert self.engine.sequence == sequence, "engine and journal sequences diverged"
+        metrics.observe_match(self.engine, events, seconds)
+        if trace is not None:
+            tracing.record_match(trace, command, sequence, len(events), seconds)
         return Applied(sequence, events, self.pending.record(self.engine, sequence, events))
 
     def _fail(self, batch: list[_Waiter], error: BaseException) -> None:
         log.warning("journal write failed: %s: %s", type(error).__name__, error)
         retry_after = error.retry_after_s if isinstance(error, BreakerOpen) else 1
-        for _, future in batch:
+        for _, future, _ in batch:
             if not future.done():
                 future.set_exception(
                     Unavailable(
@@ -218,21 +229,27 @@ class Sequencer:
                 )
 
     async def _resolve_doubt(self) -> None:
-        """Apply the in-doubt batch if its commit happened after all; forget it otherwise."""
+        """Settle an in-doubt batch by trusting the journal: apply whatever it holds past the
+        engine's sequence, whoever wrote it.
+
+        A failed commit may still land later (a stalled disk, a lost replica): its rows then hold
+        sequence numbers a new batch also wants, the primary key refuses one of the two, and the
+        refused batch is in doubt in turn and settled here. So the engine is always exactly the
+        journal's prefix, and only a command that was answered 2xx is known to be in it.
+        """
         if not self._in_doubt:
             return
         async with self._breaker.guard():
-            last = await self._journal.last_sequence()
+            journaled = [entry async for entry in self._journal.replay(after=self.engine.sequence)]
         entries, projection = self._in_doubt, self._in_doubt_projection
         self._in_doubt, self._in_doubt_projection = [], None
         assert projection is not None
-        if last >= entries[-1][0]:
-            log.warning("in-doubt batch %d..%d was committed; applying it", entries[0][0], last)
-            for sequence, command in entries:
-                self._apply(sequence, command)
-        else:
-            # Not committed: its read-model rows were not written either.
+        if journaled[: len(entries)] != entries:
+            # That batch did not commit, nor did its read-model rows.
             self.pending = projection.absorb(self.pending)
+        for sequence, command in journaled:
+            log.warning("applying journaled command %d from an in-doubt commit", sequence)
+            self._apply(sequence, command)
 
     async def _flush_when_idle(self) -> None:
         """Nothing is waiting: write the read-model rows now rather than with the next batch."""

@@ -48,6 +48,7 @@ from matching_engine.core import (
     InvalidCommand,
     MatchingEngine,
     NewOrder,
+    Order,
     OrderCanceled,
     OrderType,
     SelfTradePrevention,
@@ -58,7 +59,7 @@ from matching_engine.core import (
 from matching_engine.db import create_engine
 from matching_engine.errors import NotFound, Refused, ServiceError, Unavailable
 from matching_engine.journal import Journal
-from matching_engine.modes import HALTED, Mode, ModeState
+from matching_engine.modes import HALTED, Mode, ModeState, Refusal
 from matching_engine.projection import Projection
 from matching_engine.ratelimit import RateLimiter
 from matching_engine.sequencer import Applied, Sequencer
@@ -181,6 +182,7 @@ class EngineService:
         )
         self._snapshot_sequence = recovery.snapshot_sequence
         self._prober: asyncio.Task[None] | None = None
+        self._published_mode: Mode | None = None
         self.ready = False
 
     @classmethod
@@ -189,18 +191,30 @@ class EngineService:
         database = create_engine(settings)
         try:
             engine, report = await recover(Journal(database), settings)
+            snapshot_taken_at = await Journal(database).snapshot_taken_at()
         except BaseException:
             await database.dispose()
             raise
         metrics.RECOVERY_SECONDS.set(report.seconds)
         metrics.COMMANDS_REPLAYED.set(report.replayed)
         metrics.SEQUENCE.set(engine.sequence)
+        metrics.SNAPSHOT_SEQUENCE.set(report.snapshot_sequence)
+        if snapshot_taken_at is not None:
+            metrics.record_snapshot(snapshot_taken_at / 1e9)
+        metrics.publish_best_prices(engine, [i.symbol for i in engine.instruments()])
         log.info(
             "recovered to sequence %d: snapshot at %d, %d commands replayed in %.2f s",
             engine.sequence,
             report.snapshot_sequence,
             report.replayed,
             report.seconds,
+            extra={
+                "event": "recovery",
+                "sequence": engine.sequence,
+                "snapshot_sequence": report.snapshot_sequence,
+                "replayed": report.replayed,
+                "duration_s": round(report.seconds, 6),
+            },
         )
         service = cls(settings, database, engine, report)
         try:
@@ -378,17 +392,25 @@ class EngineService:
             raise Refused(first.code)
         return applied
 
-    async def _open_order(self, account_id: str, order_id: int) -> OrderView:
+    async def _open_order(self, account_id: str, order_id: int) -> Order:
         """The caller's order, which must be open: 404 when not theirs, 409 when closed.
 
-        Checked before sequencing so refusals cost no journal write. An order that is not open
-        now can never be open again, so the answer cannot go stale; an open one is sequenced
-        and the engine has the last word.
+        Checked before sequencing so refusals cost no journal write. Every open order is in
+        memory, so only a refusal may need the read model (to tell 409 from 404). An order that
+        is not open now can never be open again, so the answer cannot go stale; an open one is
+        sequenced and the engine has the last word. While the engine is read-only nothing is
+        looked up: the write would be refused anyway, and the database may be the reason.
         """
-        view = await self.get_order(account_id, str(order_id))
-        if not view.is_open:
+        if self.modes.global_mode is Mode.READ_ONLY:
+            raise self._refusal_error(Refusal.READ_ONLY, None)
+        order = self.engine.order(order_id)
+        if order is not None and order.account == account_id:
+            if not order.is_open:
+                raise Refused(ErrorCode.ORDER_NOT_OPEN)
+            return order
+        if await self._read(lambda: self._journal.order(account_id, order_id)):
             raise Refused(ErrorCode.ORDER_NOT_OPEN)
-        return view
+        raise NotFound("no such order")
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -513,11 +535,15 @@ class EngineService:
     async def _with_all_fills(self, view: OrderView) -> OrderView:
         order_id = int(view.order_id)
         projections = self._unwritten()
-        stored = await self._read(lambda: self._journal.fills_of_order(order_id))
         unwritten = [
             fill for p in projections for fill in p.fills if int(fill.order_id) == order_id
         ]
-        by_trade = {fill.trade_id: fill for fill in [*stored, *unwritten, *view.fills]}
+        known = {fill.trade_id: fill for fill in [*unwritten, *view.fills]}
+        stored: list[FillView] = []
+        if sum(fill.quantity for fill in known.values()) != view.filled_quantity:
+            # Some fills are only in the read model (the database may be down: then 503).
+            stored = await self._read(lambda: self._journal.fills_of_order(order_id))
+        by_trade = {fill.trade_id: fill for fill in [*stored, *known.values()]}
         fills = tuple(sorted(by_trade.values(), key=lambda fill: int(fill.trade_id)))
         return replace(view, fills=fills)
 
@@ -543,25 +569,43 @@ class EngineService:
             raise Unavailable("the database is unavailable; retry later") from None
 
     def _mode_refusal(self, command: Command, symbol: str | None = None) -> ServiceError | None:
-        if symbol is None and isinstance(command, AmendOrder):
+        if isinstance(command, NewOrder):
+            symbol = command.symbol
+        elif symbol is None and isinstance(command, AmendOrder):
             order = self.engine.order(command.order_id)
             symbol = None if order is None else order.symbol
         refusal = self.modes.refusal(command, symbol)
-        if refusal is None:
-            return None
+        return None if refusal is None else self._refusal_error(refusal, symbol)
+
+    def _refusal_error(self, refusal: Refusal, symbol: str | None) -> ServiceError:
         retry_after = _MODE_RETRY_AFTER_S
         if self.modes.database_down:
             retry_after = max(1, math.ceil(self.db_breaker.retry_after_s))
-        mode = self.modes.effective(symbol)
-        return Unavailable(
-            f"the engine is {mode}: {self.modes.effective_reason}", refusal.value, retry_after
-        )
+        if refusal is Refusal.HALTED:
+            assert symbol is not None
+            detail = f"{symbol} is halted: {self.modes.halted[symbol]}"
+        else:
+            reason = self.modes.effective_reason or "set by an SRE"
+            detail = f"the engine is {self.modes.global_mode.value}: {reason}"
+        return Unavailable(detail, refusal.value, retry_after)
 
     def _database_state_changed(self, old: str, new: str) -> None:
         down = new != "closed"
         if down != self.modes.database_down:
             self.modes.database_down = down
-            log.warning("database breaker %s -> %s: engine %s", old, new, self.modes.global_mode)
+            log.warning(
+                "database breaker %s -> %s: engine %s",
+                old,
+                new,
+                self.modes.global_mode,
+                extra={
+                    "event": "mode.changed",
+                    "cause": "database_breaker",
+                    "breaker_from": old,
+                    "breaker_to": new,
+                    "mode": self.modes.global_mode.value,
+                },
+            )
             self._publish_modes("database_breaker")
 
     async def _probe_database(self) -> None:
@@ -615,7 +659,7 @@ class EngineService:
             reason=reason,
             request_id=request_id,
         )
-        await self.audit.record(entry)  # durable on local disk before it takes effect
+        entry = await self.audit.record(entry)  # durable on local disk before it takes effect
         self._apply_mode_entry(entry)
         self._publish_modes("sre")
         log.warning(
@@ -625,6 +669,16 @@ class EngineService:
             before["mode"],
             after["mode"],
             reason,
+            extra={
+                "event": "mode.set",
+                "cause": "sre",
+                "actor": actor,
+                "target": symbol or "engine",
+                "from_mode": before["mode"],
+                "to_mode": after["mode"],
+                "reason": reason,
+                "mode": self.modes.global_mode.value,
+            },
         )
         return self.mode_status()
 
@@ -656,7 +710,9 @@ class EngineService:
         metrics.SYMBOL_HALTED.clear()
         for symbol in self.modes.halted:
             metrics.SYMBOL_HALTED.labels(symbol).set(1)
-        metrics.MODE_CHANGES.labels(current.value, cause).inc()
+        if current is not self._published_mode:  # only a real change of the mode in effect
+            metrics.MODE_CHANGES.labels(current.value, cause).inc()
+            self._published_mode = current
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -673,13 +729,25 @@ class EngineService:
             # The sequencer waits here, so the engine does not change while it is pickled;
             # the event loop keeps serving reads meanwhile.
             state = await asyncio.to_thread(self.engine.snapshot)
-            await self._journal.save_snapshot(sequence, state)
+            taken_at = await self._journal.save_snapshot(sequence, state)
         except Exception as error:
-            log.warning("snapshot at %d failed: %s: %s", sequence, type(error).__name__, error)
+            log.warning(
+                "snapshot at %d failed: %s: %s",
+                sequence,
+                type(error).__name__,
+                error,
+                extra={"event": "snapshot.failed", "sequence": sequence},
+            )
             return
         self._snapshot_sequence = sequence
         metrics.SNAPSHOT_SEQUENCE.set(sequence)
-        log.info("snapshot stored at sequence %d (%d bytes)", sequence, len(state))
+        metrics.record_snapshot(taken_at / 1e9)
+        log.info(
+            "snapshot stored at sequence %d (%d bytes)",
+            sequence,
+            len(state),
+            extra={"event": "snapshot", "sequence": sequence, "bytes": len(state)},
+        )
 
 
 def _level(level: DepthLevel, tick: Decimal, lot: Decimal) -> tuple[Decimal, Decimal, int]:

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "info"
+    # One JSON object per line (see matching_engine.logs); false gives plain text for humans.
+    log_json: bool = True
+
+    # Traces (see matching_engine.tracing), off by default. The endpoint is the collector's full
+    # OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces; unset, the exporter's default
+    # and the standard OTEL_EXPORTER_OTLP_* variables apply.
+    tracing_enabled: bool = False
+    tracing_otlp_endpoint: str | None = None
+    tracing_service_name: str = "matching-engine"
 
     @field_validator("database_url")
     @classmethod

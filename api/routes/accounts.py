@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AdminDep, ServiceDep
-from api.middleware import request_id
 from api.problems import BODY, documented
 from api.schemas import AccountCreate, AccountCreated, AccountOut
 from matching_engine.accounts import Role
+from matching_engine.logs import request_id
 
 __all__ = ["router"]
 

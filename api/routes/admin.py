@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import AdminDep, ServiceDep
-from api.middleware import request_id
 from api.problems import BODY, documented
 from api.schemas import AuditOut, ModeChange, ModeStatus
+from matching_engine.logs import request_id
 
 __all__ = ["router"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AdminDep, PublicLimit, ServiceDep
-from api.middleware import request_id
 from api.problems import BODY, WRITE_UNAVAILABLE, documented
 from api.schemas import InstrumentCreate, InstrumentOut
+from matching_engine.logs import request_id
 
 __all__ = ["router"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from matching_engine import logs
 from matching_engine.cli import main
 
 
@@ -28,6 +30,14 @@ def free_port() -> int:
 
 
 class TestServeCommand:
+    @pytest.fixture(autouse=True)
+    def _logging_left_as_found(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``serve`` configures the process's logging: undone after each test."""
+        root = logging.getLogger()
+        monkeypatch.setattr(root, "handlers", list(root.handlers))
+        monkeypatch.setattr(root, "level", root.level)
+        monkeypatch.setattr(logs, "_handler", logs._handler)
+
     def test_it_runs_one_uvicorn_worker_with_the_given_address(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
@@ -40,7 +50,16 @@ class TestServeCommand:
 
         [(app, options)] = calls
         assert isinstance(app, FastAPI)
-        assert options == {"host": "0.0.0.0", "port": 9123, "workers": 1, "log_level": "warning"}
+        assert options == {
+            "host": "0.0.0.0",
+            "port": 9123,
+            "workers": 1,
+            "log_level": "warning",
+            # Our JSON logging, and our own line per request instead of uvicorn's access log.
+            "log_config": None,
+            "access_log": False,
+        }
+        assert isinstance(logging.getLogger().handlers[-1].formatter, logs.JsonFormatter)
 
     def test_the_address_defaults_to_the_settings(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
