@@ -87,7 +87,7 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Served, httpx.Async
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """What a scripted session of trading and administration left in the metrics and logs.
+    """What a scripted run of trading and administration left in the metrics and logs.
 
     On ``symbol`` (tick 0.01, lot 0.001): a sell of 2 at 101 rests; a buy of 0.5 at 101 trades
     with it; a post-only buy at 101.50 would cross and is rejected; a buy at 100.005 is refused
@@ -198,7 +198,7 @@ def scenario_pg_url() -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def scenario(scenario_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    """The scripted session, run once for the package."""
+    """The scripted run, once for the package."""
     overrides = {**GENEROUS_LIMITS, **SCENARIO_LIMITS, "snapshot_every_commands": 5}
     data_dir = tmp_path_factory.mktemp("observability")
     settings = settings_for(scenario_pg_url, data_dir, **overrides)

@@ -1,6 +1,6 @@
-"""``/metrics`` after a scripted session: the samples each part of the engine is meant to show.
+"""``/metrics`` after a scripted run: the samples each part of the engine is meant to show.
 
-See :class:`tests.observability.conftest.Scenario` for what the session did. Counters without a
+See :class:`tests.observability.conftest.Scenario` for what the run did. Counters without a
 symbol label are shared with the rest of the test session, so they are read as increments.
 """
 
@@ -101,7 +101,7 @@ class TestState:
         assert scenario.after.value(state, dependency="database", state="open") == 0
 
     def test_a_snapshot_was_taken_just_now(self, scenario: Scenario) -> None:
-        # Snapshots every 5 commands: one at least was stored during the session.
+        # Snapshots every 5 commands: one at least was stored during the run.
         taken = scenario.after.value("matching_engine_snapshot_last_timestamp_seconds")
         age = scenario.after.value("matching_engine_snapshot_age_seconds")
         assert taken > scenario.before.value("matching_engine_snapshot_last_timestamp_seconds")
