@@ -121,62 +121,50 @@ class AccountStore:
 
     async def authenticate(self, api_key: str) -> Principal | None:
         """The account the key belongs to, or ``None`` for a malformed, unknown or wrong key."""
-        if len(api_key) != _KEY_LENGTH or (match := _KEY_PATTERN.fullmatch(api_key)) is None:
+        match = _parse(api_key)
+        if match is None:
             return None
-        key_id = match["key_id"]
-        key_hash = _hash(await self._key(), match["secret"])
-        cached = self._by_key_id.get(key_id)
-        if cached is None:
-            async with self._guard(), self._engine.connect() as connection:
-                row = (
-                    await connection.execute(
-                        select(
-                            accounts.c.account_id,
-                            accounts.c.name,
-                            accounts.c.role,
-                            accounts.c.key_hash,
-                        ).where(accounts.c.key_id == key_id)
-                    )
-                ).one_or_none()
-            if row is None:
-                return None
-            cached = (row.key_hash, Principal(row.account_id, row.name, Role(row.role)))
-            self._by_key_id[key_id] = cached
-        stored_hash, principal = cached
-        return principal if hmac.compare_digest(stored_hash, key_hash) else None
+        await self._key()
+        if match["key_id"] not in self._by_key_id:
+            # Not seen since start: perhaps created on the command line meanwhile.
+            await self._load(match["key_id"])
+        return self._check(match)
 
     def authenticate_known(self, api_key: str) -> Principal | None:
         """Like :meth:`authenticate`, but only among keys seen before: never a database query.
 
         For callers that must not cost a lookup (a client address over its failed-login limit).
         """
-        if self._hmac_key is None or (match := _KEY_PATTERN.fullmatch(api_key)) is None:
-            return None
-        cached = self._by_key_id.get(match["key_id"])
-        if cached is None:
-            return None
-        stored_hash, principal = cached
-        return (
-            principal
-            if hmac.compare_digest(stored_hash, _hash(self._hmac_key, match["secret"]))
-            else None
-        )
+        match = _parse(api_key)
+        return None if match is None or self._hmac_key is None else self._check(match)
 
     async def prepare(self) -> None:
         """Load the hashing secret and every key's hash now, while the database answers, so
         that every key that exists keeps working if the database goes away later."""
         await self._key()
+        await self._load()
+
+    def _check(self, match: re.Match[str]) -> Principal | None:
+        cached = self._by_key_id.get(match["key_id"])
+        if cached is None or self._hmac_key is None:
+            return None
+        stored_hash, principal = cached
+        key_hash = _hash(self._hmac_key, match["secret"])
+        return principal if hmac.compare_digest(stored_hash, key_hash) else None
+
+    async def _load(self, key_id: str | None = None) -> None:
+        """Cache the hashes of one key, or of every key."""
+        query = select(
+            accounts.c.key_id,
+            accounts.c.key_hash,
+            accounts.c.account_id,
+            accounts.c.name,
+            accounts.c.role,
+        )
+        if key_id is not None:
+            query = query.where(accounts.c.key_id == key_id)
         async with self._guard(), self._engine.connect() as connection:
-            rows = await connection.execute(
-                select(
-                    accounts.c.key_id,
-                    accounts.c.key_hash,
-                    accounts.c.account_id,
-                    accounts.c.name,
-                    accounts.c.role,
-                )
-            )
-            for row in rows:
+            for row in await connection.execute(query):
                 principal = Principal(row.account_id, row.name, Role(row.role))
                 self._by_key_id[row.key_id] = (row.key_hash, principal)
 
@@ -227,6 +215,12 @@ class AccountStore:
         if value is None:
             raise RuntimeError("the API key secret could neither be read nor stored")
         return value.encode()
+
+
+def _parse(api_key: str) -> re.Match[str] | None:
+    if len(api_key) != _KEY_LENGTH:
+        return None
+    return _KEY_PATTERN.fullmatch(api_key)
 
 
 def _hash(key: bytes, secret: str) -> str:
