@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from decimal import Decimal
@@ -62,6 +61,7 @@ from matching_engine.journal import Journal
 from matching_engine.modes import HALTED, Mode, ModeState, Refusal
 from matching_engine.projection import Projection
 from matching_engine.ratelimit import RateLimiter
+from matching_engine.recovery import RecoveryReport, recover
 from matching_engine.sequencer import Applied, Sequencer
 from matching_engine.settings import Settings
 from matching_engine.views import (
@@ -74,55 +74,15 @@ from matching_engine.views import (
     trade_view,
 )
 
-__all__ = ["EngineService", "RecoveryReport", "database_breaker", "recover"]
+__all__ = ["EngineService", "database_breaker"]
 
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=StrEnum)
 _T = TypeVar("_T")
-_REPLAY_FLUSH_ROWS = 10_000
 _PROBE_EVERY_S = 0.25
 _PROBE_TIMEOUT_S = 1.0
 _MODE_RETRY_AFTER_S = 5
-
-
-class RecoveryReport:
-    def __init__(self, snapshot_sequence: int, replayed: int, seconds: float) -> None:
-        self.snapshot_sequence = snapshot_sequence
-        self.replayed = replayed
-        self.seconds = seconds
-
-
-async def recover(journal: Journal, settings: Settings) -> tuple[MatchingEngine, RecoveryReport]:
-    """Rebuild the engine: the newest usable snapshot, then the journal after it.
-
-    A snapshot is usable when the read models already cover it, because the events of the
-    commands before it cannot be produced again; the two newest snapshots are kept for that.
-    Read-model rows the crash left unwritten are written on the way.
-    """
-    started = time.perf_counter()
-    projected = await journal.projected_sequence()
-    snapshot = await journal.latest_snapshot(at_most=projected)
-    if snapshot is None:
-        engine = MatchingEngine(closed_order_capacity=settings.closed_order_capacity)
-    else:
-        engine = MatchingEngine.restore(snapshot[1])
-    snapshot_sequence = engine.sequence
-    projection = Projection(sequence=projected)
-    replayed = 0
-    async for sequence, command in journal.replay(after=engine.sequence):
-        events = engine.submit(command)
-        if engine.sequence != sequence:
-            raise RuntimeError(f"journal gap: expected {engine.sequence}, found {sequence}")
-        replayed += 1
-        if sequence > projected:
-            projection.record(engine, sequence, events)
-            if len(projection.orders) + len(projection.fills) >= _REPLAY_FLUSH_ROWS:
-                await journal.write_projection(projection)
-                projection = Projection(sequence=sequence)
-    if projection:
-        await journal.write_projection(projection)
-    return engine, RecoveryReport(snapshot_sequence, replayed, time.perf_counter() - started)
 
 
 def database_breaker(
