@@ -38,9 +38,9 @@ class Settings(BaseSettings):
     # The sequencer and its group commit.
     batch_max_commands: int = Field(default=1_000, ge=1)
     # Load shedding: commands waiting for the sequencer beyond this are refused (503 overloaded).
-    queue_max_commands: int = Field(default=2_000, ge=1)
+    queue_max_commands: int = Field(default=256, ge=1)
     # HTTP requests in progress beyond this are refused at once (503 overloaded).
-    max_requests_in_flight: int = Field(default=512, ge=1)
+    max_requests_in_flight: int = Field(default=128, ge=1)
     # No request waits longer than this for its answer (503 unavailable after it).
     request_deadline_s: float = Field(default=10.0, gt=0)
     snapshot_every_commands: int = Field(default=100_000, ge=1)
