@@ -1,0 +1,1 @@
+"""Locust user classes, one module per kind of client; ``loadtests/locustfile.py`` exports them."""
