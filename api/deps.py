@@ -21,8 +21,6 @@ from matching_engine.service import EngineService
 
 __all__ = [
     "AdminDep",
-    "LimitsDep",
-    "PrincipalDep",
     "PublicLimit",
     "ServiceDep",
     "TraderDep",
@@ -48,23 +46,19 @@ async def get_service(request: Request) -> EngineService:
 ServiceDep = Annotated[EngineService, Depends(get_service)]
 
 
-async def get_limits(request: Request) -> RequestLimits:
-    limits: RequestLimits = request.state.limits
-    return limits
+# Few, flat dependencies: FastAPI's resolution of each (sub-)dependency costs more than the
+# authentication itself, so the service and the limits are read from the request directly.
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-LimitsDep = Annotated[RequestLimits, Depends(get_limits)]
-
-
-async def get_principal(
-    request: Request,
-    service: ServiceDep,
-    limits: LimitsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
+    service: EngineService = request.state.service
     api_key = None if credentials is None else credentials.credentials
     if api_key is not None and (known := service.accounts.authenticate_known(api_key)):
         return known  # a key seen before: no lookup, no failed-login accounting
+    limits: RequestLimits = request.state.limits
     address = client_address(request)
     limits.refuse_if_blocked(address)
     principal = None if api_key is None else await service.authenticate(api_key)
@@ -79,19 +73,19 @@ async def get_principal(
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-async def get_trader(request: Request, principal: PrincipalDep, limits: LimitsDep) -> Principal:
+async def get_trader(request: Request, credentials: Credentials) -> Principal:
+    principal = await _authenticate(request, credentials)
     if principal.role is not Role.TRADER:
         raise HTTPProblem(
             403, "forbidden", "this endpoint needs a trader key: an admin key cannot trade"
         )
+    limits: RequestLimits = request.state.limits
     await limits.account(principal.account_id, write=request.method != "GET")
     return principal
 
 
-async def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(request: Request, credentials: Credentials) -> Principal:
+    principal = await _authenticate(request, credentials)
     if principal.role is not Role.ADMIN:
         raise HTTPProblem(403, "forbidden", "this endpoint needs an admin key")
     return principal
@@ -101,8 +95,9 @@ TraderDep = Annotated[Principal, Depends(get_trader)]
 AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
-async def limit_public(request: Request, limits: LimitsDep) -> None:
+async def limit_public(request: Request) -> None:
     """The per-address limit of the public market data."""
+    limits: RequestLimits = request.state.limits
     await limits.public(client_address(request))
 
 
