@@ -32,7 +32,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_s,
-        pool_pre_ping=True,
+        # No ping before each checkout: it costs a round trip per transaction. A connection that
+        # died with the server fails its first statement instead; the breaker counts it and
+        # SQLAlchemy invalidates the pool, so the next checkout connects afresh.
+        pool_pre_ping=False,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_statement_timeout_s,
