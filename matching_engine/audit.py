@@ -178,18 +178,32 @@ class AuditLog:
 
     def _append_local(self, entry: AuditEntry) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self._path.exists()
         line = json.dumps(asdict(entry), sort_keys=True) + "\n"
-        with self._path.open("a", encoding="utf-8") as file:
-            file.write(line)
+        with self._path.open("a+b") as file:
+            file.seek(0, os.SEEK_END)
+            if file.tell():
+                file.seek(-1, os.SEEK_END)
+                if file.read(1) != b"\n":  # a line torn by a crash: never acknowledged
+                    file.write(b"\n")  # keep it on a line of its own, which reads skip
+            file.write(line.encode())
             file.flush()
             os.fsync(file.fileno())
+        if created:  # the new name itself must survive a power loss too
+            directory = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     def _read_local(self) -> list[AuditEntry]:
         if not self._path.exists():
             return []
         entries = []
-        with self._path.open(encoding="utf-8") as file:
+        with self._path.open(encoding="utf-8", errors="replace") as file:
             for line in file:
-                if line.endswith("\n"):  # a torn last line was never acknowledged
+                try:
                     entries.append(AuditEntry(**json.loads(line)))
+                except (ValueError, TypeError):  # a line torn by a crash: never acknowledged
+                    log.warning("skipping an unreadable line of %s", self._path)
         return entries

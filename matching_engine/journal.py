@@ -90,6 +90,14 @@ class Journal:
             )
         await connection.execute(self._set_progress, {"id": 1, "sequence": projection.sequence})
 
+    async def last_timestamp(self) -> int:
+        """The timestamp of the newest journaled command (0 for an empty journal)."""
+        async with self._engine.connect() as connection:
+            text = await connection.scalar(
+                select(journal.c.command).order_by(journal.c.sequence.desc()).limit(1)
+            )
+        return 0 if text is None else codec.decode(text).timestamp
+
     async def last_sequence(self) -> int:
         async with self._engine.connect() as connection:
             value = await connection.scalar(select(func.max(journal.c.sequence)))

@@ -25,6 +25,7 @@ class RecoveryReport:
     snapshot_sequence: int  # where replay started (0 without a snapshot)
     replayed: int  # journaled commands applied after it
     seconds: float
+    last_timestamp: int  # of the newest journaled command: new ones must not be stamped earlier
 
 
 async def recover(journal: Journal, settings: Settings) -> tuple[MatchingEngine, RecoveryReport]:
@@ -56,4 +57,6 @@ async def recover(journal: Journal, settings: Settings) -> tuple[MatchingEngine,
                 projection = Projection(sequence=sequence)
     if projection:
         await journal.write_projection(projection)
-    return engine, RecoveryReport(snapshot_sequence, replayed, time.perf_counter() - started)
+    last_timestamp = await journal.last_timestamp()
+    seconds = time.perf_counter() - started
+    return engine, RecoveryReport(snapshot_sequence, replayed, seconds, last_timestamp)

@@ -73,6 +73,7 @@ class Sequencer:
         breaker: Breaker,
         *,
         gate: Callable[[Command], ServiceError | None] = lambda _command: None,
+        last_timestamp: int = 0,
         on_batch: Callable[[int, float], None] | None = None,
         snapshot_due: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -83,7 +84,8 @@ class Sequencer:
         self._gate = gate
         self._queue: asyncio.Queue[_Waiter] = asyncio.Queue(settings.queue_max_commands)
         self._task: asyncio.Task[None] | None = None
-        self._last_timestamp = 0
+        # Resumed from the journal: after a restart with the clock behind, times still go on.
+        self._last_timestamp = last_timestamp
         self._in_doubt: list[tuple[int, Command]] = []
         self._in_doubt_projection: Projection | None = None
         self.pending = Projection(sequence=engine.sequence)  # applied, not yet in the read models

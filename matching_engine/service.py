@@ -137,12 +137,14 @@ class EngineService:
             settings,
             self.db_breaker,
             gate=self._mode_refusal,
+            last_timestamp=recovery.last_timestamp,
             on_batch=self._observe_batch,
             snapshot_due=self._snapshot_if_due,
         )
         self._snapshot_sequence = recovery.snapshot_sequence
         self._prober: asyncio.Task[None] | None = None
         self._published_mode: Mode | None = None
+        self._mode_lock = asyncio.Lock()
         self.ready = False
 
     @classmethod
@@ -600,6 +602,14 @@ class EngineService:
         reason = reason.strip()
         if not reason:
             raise InvalidCommand("a reason is required")
+        # One change at a time, so that the order changes are applied in is the order of their
+        # times in the trail, which is the order a restart replays them in.
+        async with self._mode_lock:
+            return await self._set_mode(actor, mode, symbol, reason, request_id)
+
+    async def _set_mode(
+        self, actor: str, mode: str, symbol: str | None, reason: str, request_id: str | None
+    ) -> dict[str, object]:
         if symbol is None:
             before = {"mode": self.modes.manual.value}
             after = {"mode": _enum(Mode, mode, "mode").value}
@@ -685,11 +695,16 @@ class EngineService:
         sequence = self.engine.sequence
         if sequence - self._snapshot_sequence < self.settings.snapshot_every_commands:
             return
+        # Whatever happens, the next attempt waits for another interval: a failing database must
+        # not cost a pickling of the book after every batch.
+        self._snapshot_sequence = sequence
         try:
             # The sequencer waits here, so the engine does not change while it is pickled;
-            # the event loop keeps serving reads meanwhile.
+            # the event loop keeps serving reads meanwhile. Storing it goes through the breaker
+            # with the commit deadline, like every other write.
             state = await asyncio.to_thread(self.engine.snapshot)
-            taken_at = await self._journal.save_snapshot(sequence, state)
+            async with self.db_breaker.guard(self.settings.db_commit_timeout_s):
+                taken_at = await self._journal.save_snapshot(sequence, state)
         except Exception as error:
             log.warning(
                 "snapshot at %d failed: %s: %s",
@@ -699,7 +714,6 @@ class EngineService:
                 extra={"event": "snapshot.failed", "sequence": sequence},
             )
             return
-        self._snapshot_sequence = sequence
         metrics.SNAPSHOT_SEQUENCE.set(sequence)
         metrics.record_snapshot(taken_at / 1e9)
         log.info(

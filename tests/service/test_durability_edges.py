@@ -1,0 +1,104 @@
+"""Edges of durability: a torn audit file, clocks that step back, concurrent mode changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from matching_engine import sequencer
+from matching_engine.core import Instrument
+from matching_engine.migrate import upgrade_async
+from matching_engine.service import EngineService
+from tests.service.factories import settings_for
+
+
+async def _open(tmp_path: Path) -> EngineService:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}", tmp_path)
+    await upgrade_async(settings)
+    return await EngineService.open(settings)
+
+
+@pytest.mark.asyncio
+async def test_a_line_torn_by_a_crash_does_not_spoil_the_audit_file(tmp_path: Path) -> None:
+    service = await _open(tmp_path)
+    try:
+        await service.set_mode(actor="sre", mode="post_only", symbol=None, reason="first")
+    finally:
+        await service.close()
+    with service.settings.audit_path.open("a", encoding="utf-8") as file:
+        file.write('{"audit_id": "torn", "at": 1')  # a crash in the middle of a write
+
+    service = await _open(tmp_path)
+    try:
+        await service.set_mode(actor="sre", mode="cancel_only", symbol=None, reason="second")
+    finally:
+        await service.close()
+
+    service = await _open(tmp_path)
+    try:
+        assert service.mode_status()["mode"] == "cancel_only"
+        reasons = [entry.reason for entry in await service.audit_trail(10)]
+        assert reasons[:2] == ["second", "first"]
+    finally:
+        await service.close()
+    lines = service.settings.audit_path.read_text().splitlines()
+    assert json.loads(lines[-1])["reason"] == "second"
+
+
+@pytest.mark.asyncio
+async def test_times_go_on_after_a_restart_with_the_clock_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await _open(tmp_path)
+    try:
+        await service.add_instrument(
+            Instrument("ABC-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
+            actor="test",
+        )
+        before, _ = await service.place_order(
+            "trader", symbol="ABC-USD", side="buy", type="limit", quantity=Decimal(1),
+            price=Decimal(10), time_in_force=None, post_only=False, stp="none",
+            client_order_id=None,
+        )  # fmt: skip
+    finally:
+        await service.close()
+
+    real = sequencer.time.time_ns
+    monkeypatch.setattr(sequencer.time, "time_ns", lambda: real() - 3_600 * 10**9)
+    service = await _open(tmp_path)
+    try:
+        canceled = await service.cancel_order("trader", before.order_id)
+    finally:
+        await service.close()
+
+    assert canceled.updated_at > before.updated_at
+
+
+@pytest.mark.asyncio
+async def test_concurrent_mode_changes_leave_the_trail_and_the_engine_agreeing(
+    tmp_path: Path,
+) -> None:
+    service = await _open(tmp_path)
+    try:
+        modes = ["post_only", "cancel_only", "normal", "read_only", "post_only", "cancel_only"]
+        await asyncio.gather(
+            *(
+                service.set_mode(actor=f"sre-{i}", mode=mode, symbol=None, reason=f"change {i}")
+                for i, mode in enumerate(modes)
+            )
+        )
+        live = service.mode_status()["manual_mode"]
+        newest = (await service.audit_trail(1))[0]
+    finally:
+        await service.close()
+    assert newest.after == {"mode": live}
+
+    service = await _open(tmp_path)
+    try:
+        assert service.mode_status()["manual_mode"] == live
+    finally:
+        await service.close()
