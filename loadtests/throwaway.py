@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import redis
 from redis.backoff import NoBackoff
@@ -77,7 +77,40 @@ def _reaped(process: subprocess.Popen[Any], timeout_s: float) -> bool:
     return True
 
 
-class ThrowawayPostgres:
+class _Throwaway:
+    """A server this process owns, in a temporary directory: a context manager that starts it,
+    and stops it and deletes the directory on the way out."""
+
+    _root: Path | None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the server and delete its directory."""
+        try:
+            self.stop()
+        finally:
+            if self._root is not None:
+                shutil.rmtree(self._root, ignore_errors=True)
+                self._root = None
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class ThrowawayPostgres(_Throwaway):
     """A PostgreSQL cluster of our own: ``initdb`` into a temporary directory, then ``postgres``.
 
     Durable like production (``fsync``, ``synchronous_commit``), so a ``kill()`` is a real crash
@@ -205,26 +238,6 @@ class ThrowawayPostgres:
             self._reaper.wait()
         self._reaper = self._pid = None
 
-    def close(self) -> None:
-        """Stop the server and delete its directory."""
-        try:
-            self.stop()
-        finally:
-            if self._root is not None:
-                shutil.rmtree(self._root, ignore_errors=True)
-                self._root = None
-
-    def __enter__(self) -> ThrowawayPostgres:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
     def _give(self, *paths: Path) -> None:
         if self._as is not None:
             for path in paths:
@@ -275,7 +288,7 @@ class ThrowawayPostgres:
         )
 
 
-class ThrowawayRedis:
+class ThrowawayRedis(_Throwaway):
     """A ``redis-server`` of our own, in the foreground (not daemonized) so we hold its PID.
 
     No persistence: a restart starts empty, and settings changed by ``make_errors()`` are gone
@@ -349,25 +362,6 @@ class ThrowawayRedis:
     def clear_errors(self) -> None:
         with self._client() as client:
             client.config_set("maxmemory", 0)
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            if self._root is not None:
-                shutil.rmtree(self._root, ignore_errors=True)
-                self._root = None
-
-    def __enter__(self) -> ThrowawayRedis:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def _client(self) -> redis.Redis:
         return redis.Redis(

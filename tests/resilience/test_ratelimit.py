@@ -10,18 +10,15 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from loadtests.throwaway import ThrowawayRedis
 from matching_engine.ratelimit import Decision, Limit, LocalLimiter, RateLimiter
 from matching_engine.settings import Settings
 
@@ -47,49 +44,10 @@ async def limiter(scope: str) -> AsyncIterator[RateLimiter]:
             await redis.delete(*keys)
 
 
-class ThrowawayRedis:
-    """A ``redis-server`` of this test's own on a free port, without persistence."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        self.process = subprocess.Popen(
-            [*command, "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        async with Redis.from_url(self.url, socket_connect_timeout=0.2) as redis:
-            for _ in range(100):
-                try:
-                    await redis.ping()
-                    return
-                except (OSError, RedisError):
-                    await asyncio.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()  # this process's own id only
-            self.process.wait()
-            self.process = None
-
-
-@pytest_asyncio.fixture
-async def throwaway(tmp_path: Path) -> AsyncIterator[ThrowawayRedis]:
-    server = ThrowawayRedis(tmp_path)
-    await server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def throwaway() -> Iterator[ThrowawayRedis]:
+    with ThrowawayRedis() as server:
+        yield server
 
 
 def throwaway_settings(server: ThrowawayRedis) -> Settings:
@@ -219,7 +177,7 @@ async def test_when_redis_stops_the_local_fallback_decides_then_redis_again(
         )
         assert limited == 17
 
-        await throwaway.start()
+        throwaway.start()
         await asyncio.sleep(BREAKER_RESET_S * 1.2)
         back = await limiter.check(scope, "trader", TEN_PER_S_BURST_4)
         assert back.backend == "redis"
@@ -234,8 +192,7 @@ async def test_when_redis_hangs_each_check_is_bounded_by_the_socket_timeout(
     throwaway: ThrowawayRedis, scope: str
 ) -> None:
     limiter = RateLimiter(throwaway_settings(throwaway))
-    assert throwaway.process is not None
-    pid = throwaway.process.pid
+    pid = throwaway.pid
     try:
         assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
         os.kill(pid, signal.SIGSTOP)
