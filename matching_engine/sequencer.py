@@ -115,10 +115,6 @@ class Sequencer:
         projections = [self._in_doubt_projection, self.flushing, self.pending]
         return [projection for projection in projections if projection is not None]
 
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
-
     # -- the request side ---------------------------------------------------------------------
 
     async def submit(self, command: Command) -> Applied:

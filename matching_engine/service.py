@@ -208,10 +208,6 @@ class EngineService:
     def sequence(self) -> int:
         return self.engine.sequence
 
-    @property
-    def queue_depth(self) -> int:
-        return self._sequencer.queue_depth
-
     # -- writes -------------------------------------------------------------------------------
 
     async def place_order(
