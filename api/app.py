@@ -28,6 +28,7 @@ from api.middleware import (
     RequestContextMiddleware,
     TracingMiddleware,
 )
+from api.order_entry import OrderEntryMiddleware
 from api.routes import routers
 from matching_engine import __version__, tracing
 from matching_engine.logs import configure_logging
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         app.include_router(router)
     problems.install(app)
     # Added innermost first: each add_middleware wraps everything added before it.
+    app.add_middleware(OrderEntryMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_requests_in_flight)
     app.add_middleware(HttpMetricsMiddleware)

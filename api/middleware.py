@@ -13,6 +13,7 @@ The stack, outermost first (see :func:`api.app.create_app`)::
     InFlightLimitMiddleware    503 overloaded at once past the in-flight limit (load shedding)
     BodyLimitMiddleware        413 before the body is read when Content-Length is too large,
                                or as soon as a streamed body passes the limit
+    OrderEntryMiddleware       (api.order_entry) the fast path of POST /v1/orders
     FastAPI                    routing, dependencies, the problem+json handlers
 """
 

@@ -10,8 +10,9 @@ from api.deps import ServiceDep, TraderDep
 from api.problems import BODY, WRITE_UNAVAILABLE, documented
 from api.schemas import SYMBOL_PATTERN, CancelAll, ClientOrderId, OrderAmend, OrderCreate, OrderOut
 from matching_engine.core import InvalidAmend
+from matching_engine.service import EngineService
 
-__all__ = ["router"]
+__all__ = ["place", "router"]
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -43,8 +44,22 @@ async def place_order(
     body: OrderCreate, trader: TraderDep, service: ServiceDep, response: Response
 ) -> OrderOut:
     """Sequence, journal and match a new order; 201 with the order whatever its outcome."""
+    order, replayed = await place(service, trader.account_id, body)
+    if replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return order
+
+
+async def place(
+    service: EngineService, account_id: str, body: OrderCreate
+) -> tuple[OrderOut, bool]:
+    """The order ``body`` placed for ``account_id``, and whether it was an idempotent retry.
+
+    Shared by the route and by :mod:`api.order_entry`, its fast path.
+    """
     order, replayed = await service.place_order(
-        trader.account_id,
+        account_id,
         symbol=body.symbol,
         side=body.side,
         type=body.type,
@@ -55,10 +70,7 @@ async def place_order(
         stp=body.stp,
         client_order_id=body.client_order_id,
     )
-    if replayed:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return OrderOut.of(order)
+    return OrderOut.of(order), replayed
 
 
 @router.get(

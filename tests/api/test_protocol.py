@@ -170,17 +170,6 @@ class TestProblems:
         assert "secret" not in response.text
 
 
-class WriteRefusingService:
-    """The real accounts, and an engine that will not take a write now."""
-
-    def __init__(self, service: EngineService, code: str) -> None:
-        self.accounts = service.accounts
-        self.code = code
-
-    async def place_order(self, *_args: object, **_kwargs: object) -> None:
-        raise Unavailable(f"the engine will not take this order ({self.code})", self.code, 3)
-
-
 class TestServiceErrors:
     @pytest.mark.parametrize(
         "code",
@@ -190,12 +179,15 @@ class TestServiceErrors:
         self,
         client: httpx.AsyncClient,
         service: EngineService,
-        override_service: Callable[[object], None],
+        monkeypatch: pytest.MonkeyPatch,
         trader: Caller,
         symbol: str,
         code: str,
     ) -> None:
-        override_service(WriteRefusingService(service, code))
+        async def refuse(*_args: object, **_kwargs: object) -> None:
+            raise Unavailable(f"the engine will not take this order ({code})", code, 3)
+
+        monkeypatch.setattr(service, "place_order", refuse)
 
         response = await client.post("/v1/orders", json=order_body(symbol), headers=trader.headers)
 

@@ -1,0 +1,189 @@
+"""The fast path of ``POST /v1/orders`` (:mod:`api.order_entry`): it answers exactly as the route
+would, and hands every request it does not fully understand to the route, body and all."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import Message, Receive, Scope, Send
+
+from api import order_entry
+from api.order_entry import OrderEntryMiddleware
+from tests.api.conftest import BACKENDS, Served
+from tests.api.factories import Caller, order_body
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def _comparable(response: httpx.Response) -> tuple[bytes, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items() if k not in ("x-request-id", "date")}
+    return response.content, headers
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+class TestSameAnswerAsTheRoute:
+    @pytest.mark.parametrize("first", ["fast path", "route"])
+    async def test_an_order_and_its_idempotent_retry(
+        self,
+        client: httpx.AsyncClient,
+        trader: Caller,
+        symbol: str,
+        monkeypatch: pytest.MonkeyPatch,
+        first: str,
+    ) -> None:
+        body = order_body(symbol, client_order_id=f"same-{first.replace(' ', '-')}")
+        answers = []
+        for path in (first, "route" if first == "fast path" else "fast path"):
+            with monkeypatch.context() as patch:
+                if path == "route":
+                    patch.setattr(order_entry, "_order", lambda _scope, _body: None)
+                answers.append(await client.post("/v1/orders", json=body, headers=trader.headers))
+
+        placed, retried = answers
+        assert (placed.status_code, retried.status_code) == (201, 200)
+        assert retried.headers["idempotent-replayed"] == "true"
+        placed_body, placed_headers = _comparable(placed)
+        retried_body, retried_headers = _comparable(retried)
+        assert placed_body == retried_body
+        assert {**placed_headers, "idempotent-replayed": "true"} == retried_headers
+
+
+class Recorder:
+    """The application behind the fast path: records what reached it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(b"".join(chunks))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _call(
+    served: Served,
+    *,
+    method: str = "POST",
+    path: str = "/v1/orders",
+    headers: dict[str, str],
+    chunks: list[bytes],
+) -> tuple[int, list[bytes]]:
+    """The status the fast path answered (299: the route's), and the bodies the route got."""
+    recorder = Recorder()
+    middleware = OrderEntryMiddleware(recorder)
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "query_string": b"",
+        "state": dict(served.state),
+    }
+    incoming = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        for index, chunk in enumerate(chunks)
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await middleware(scope, receive, send)
+    return int(sent[0]["status"]), recorder.bodies
+
+
+class TestWhatGoesToTheRoute:
+    @pytest.fixture
+    def served_pg(self, postgresql_served: Served) -> Served:
+        return postgresql_served
+
+    def _json(self, caller: Caller, **extra: str) -> dict[str, str]:
+        return {**caller.headers, "Content-Type": "application/json", **extra}
+
+    async def test_a_valid_order_of_a_known_trader_key_is_served_here(
+        self, served_pg: Served, trader: Caller, symbol: str
+    ) -> None:
+        body = json.dumps(order_body(symbol)).encode()
+
+        status, bodies = await _call(served_pg, headers=self._json(trader), chunks=[body])
+
+        assert (status, bodies) == (201, [])
+
+    async def test_a_body_in_several_chunks_is_read_whole(
+        self, served_pg: Served, trader: Caller, symbol: str
+    ) -> None:
+        body = json.dumps(order_body(symbol)).encode()
+
+        status, bodies = await _call(
+            served_pg, headers=self._json(trader), chunks=[body[:7], body[7:20], body[20:]]
+        )
+
+        assert (status, bodies) == (201, [])
+
+    @pytest.mark.parametrize(
+        "case",
+        [
+            "no key",
+            "unknown key",
+            "basic auth",
+            "admin key",
+            "form content type",
+            "no content type",
+            "not json",
+            "json but not an object",
+            "invalid order",
+            "unknown field",
+        ],
+    )
+    async def test_what_it_cannot_serve_reaches_the_route_with_its_body(
+        self, served_pg: Served, trader: Caller, admin: Caller, symbol: str, case: str
+    ) -> None:
+        body = json.dumps(order_body(symbol)).encode()
+        headers = self._json(trader)
+        changes: dict[str, Any] = {
+            "no key": lambda: headers.pop("Authorization"),
+            "unknown key": lambda: headers.update(Authorization="Bearer me_0000000000000000_x"),
+            "basic auth": lambda: headers.update(Authorization="Basic dXNlcjpwYXNz"),
+            "admin key": lambda: headers.update(admin.headers),
+            "form content type": lambda: headers.update(
+                {"Content-Type": "application/x-www-form-urlencoded"}
+            ),
+            "no content type": lambda: headers.pop("Content-Type"),
+        }
+        bodies = {
+            "not json": b"{not json",
+            "json but not an object": b"[1, 2]",
+            "invalid order": json.dumps(order_body(symbol, quantity=1)).encode(),
+            "unknown field": json.dumps(order_body(symbol, colour="red")).encode(),
+        }
+        if case in changes:
+            changes[case]()
+        body = bodies.get(case, body)
+
+        status, received = await _call(served_pg, headers=headers, chunks=[body[:5], body[5:]])
+
+        assert (status, received) == (299, [body])
+
+    @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/orders"), ("POST", "/v1/orders/")])
+    async def test_other_requests_pass_untouched(
+        self, served_pg: Served, trader: Caller, symbol: str, method: str, path: str
+    ) -> None:
+        body = json.dumps(order_body(symbol)).encode()
+
+        status, received = await _call(
+            served_pg, method=method, path=path, headers=self._json(trader), chunks=[body]
+        )
+
+        assert (status, received) == (299, [body])
