@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from matching_engine import codec
 from matching_engine.core import Command
+from matching_engine.pg_batch import BatchStatement
 from matching_engine.projection import Projection
 from matching_engine.schema import fills, journal, orders, projection_state, snapshots, trades
 from matching_engine.views import FillView, OrderView, TradeView
@@ -32,16 +33,30 @@ _SNAPSHOTS_KEPT = 2
 class Journal:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert = dialect.insert
-        # Built once: composing these per batch costs more than executing them.
+        is_postgresql = engine.dialect.name == "postgresql"
+        dialect = postgresql if is_postgresql else sqlite
+        kept = ("order_id", "account_id", "created_at")  # what an order's later rows never change
+        # PostgreSQL: the whole batch in one statement (see matching_engine.pg_batch).
+        self._batch_statement = (
+            BatchStatement(
+                append=journal,
+                upsert=(orders, ["order_id"], kept),
+                # Fills and trades never change: a row written by an earlier, in-doubt attempt
+                # is kept.
+                insert_new=(fills, trades),
+            )
+            if is_postgresql
+            else None
+        )
+        # SQLite: a transaction of statements, built once: composing these per batch costs more
+        # than executing them.
         upsert = dialect.insert(orders)
         self._upsert_orders = upsert.on_conflict_do_update(
             index_elements=["order_id"],
             set_={
                 column.name: upsert.excluded[column.name]
                 for column in orders.columns
-                if column.name not in ("order_id", "account_id", "created_at")
+                if column.name not in kept
             },
         )
         self._insert_fills = dialect.insert(fills).on_conflict_do_nothing()
@@ -55,40 +70,44 @@ class Journal:
 
     async def append(self, entries: Sequence[tuple[int, Command]], projection: Projection) -> None:
         """Journal a batch and the pending read-model rows, in one transaction."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                journal.insert(),
-                [
-                    {
-                        "sequence": sequence,
-                        "kind": codec.kind(command),
-                        "command": codec.encode(command),
-                    }
-                    for sequence, command in entries
-                ],
-            )
-            if projection:
-                await self._write_projection(connection, projection)
+        await self._write(_rows(entries, projection), projection.sequence)
 
     async def write_projection(self, projection: Projection) -> None:
-        async with self._engine.begin() as connection:
-            await self._write_projection(connection, projection)
+        await self._write(_rows((), projection), projection.sequence)
 
-    async def _write_projection(self, connection: AsyncConnection, projection: Projection) -> None:
-        if projection.orders:
-            await connection.execute(
-                self._upsert_orders, [view.row() for view in projection.orders.values()]
-            )
-        # Fills and trades never change: a row written by an earlier, in-doubt attempt is kept.
-        if projection.fills:
-            await connection.execute(
-                self._insert_fills, [_fill_row(fill) for fill in projection.fills]
-            )
-        if projection.trades:
-            await connection.execute(
-                self._insert_trades, [_trade_row(trade) for trade in projection.trades]
-            )
-        await connection.execute(self._set_progress, {"id": 1, "sequence": projection.sequence})
+    async def _write(self, rows: dict[Table, list[dict[str, Any]]], projected: int) -> None:
+        if self._batch_statement is not None:
+            await self._write_in_one_statement(rows, projected)
+            return
+        async with self._engine.begin() as connection:
+            if rows[journal]:
+                await connection.execute(journal.insert(), rows[journal])
+            if rows[orders]:
+                await connection.execute(self._upsert_orders, rows[orders])
+            # Fills and trades never change: a row written by an earlier, in-doubt attempt is
+            # kept.
+            if rows[fills]:
+                await connection.execute(self._insert_fills, rows[fills])
+            if rows[trades]:
+                await connection.execute(self._insert_trades, rows[trades])
+            await connection.execute(self._set_progress, {"id": 1, "sequence": projected})
+
+    async def _write_in_one_statement(
+        self, rows: dict[Table, list[dict[str, Any]]], projected: int
+    ) -> None:
+        assert self._batch_statement is not None
+        arguments = self._batch_statement.arguments(rows, projected)
+        async with self._engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            try:
+                # asyncpg itself: SQLAlchemy would wrap the statement in BEGIN and COMMIT.
+                await driver.execute(self._batch_statement.sql, *arguments)
+            except BaseException:
+                # Failed, timed out or cancelled, the connection is in an unknown state (or
+                # dead with the server): SQLAlchemy did not see the error, so discard it here.
+                await connection.invalidate()
+                raise
 
     async def last_timestamp(self) -> int:
         """The timestamp of the newest journaled command (0 for an empty journal)."""
@@ -235,6 +254,21 @@ class Journal:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
         return [_trade_view(row._mapping) for row in rows]
+
+
+def _rows(
+    entries: Sequence[tuple[int, Command]], projection: Projection
+) -> dict[Table, list[dict[str, Any]]]:
+    """The rows of each table to write for a batch and the read-model rows before it."""
+    return {
+        journal: [
+            {"sequence": sequence, "kind": codec.kind(command), "command": codec.encode(command)}
+            for sequence, command in entries
+        ],
+        orders: [view.row() for view in projection.orders.values()],
+        fills: [_fill_row(fill) for fill in projection.fills],
+        trades: [_trade_row(trade) for trade in projection.trades],
+    }
 
 
 def _fill_row(fill: FillView) -> dict[str, Any]:

@@ -10,7 +10,7 @@ ahead of now. So ``burst + 1`` requests pass at once, then one per interval; a r
 exactly when the next request would pass (``retry_after_s``), and a key whose TAT is in the past
 is the same as a key never seen, which is what lets both stores forget idle keys.
 
-The Redis implementation is one Lua script, atomic on the server and timed by the server's own
+The Redis implementation is one Lua script, for a batch of checks, atomic on the server and timed by the server's own
 clock (``TIME``), so that concurrent gateways and clock skew cannot let more through. The
 in-process one is the same arithmetic in the same integer microseconds, on ``time.monotonic``;
 the two give the same decisions on the same schedule of calls.
@@ -25,6 +25,7 @@ Without a Redis URL (the embedded default) the in-process limiter enforces the f
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import time
@@ -113,32 +114,42 @@ class Decision:
     backend: Backend
 
 
-# KEYS[1]: the key's TAT, in microseconds of the server's clock.
-# ARGV: emission interval (us), delay variation tolerance (us), cost.
-# Returns {allowed (0/1), remaining, retry_after_us (-1: never), reset_after_us}.
-# Every value is an integer number of microseconds, so Lua's doubles hold them exactly; the TAT
-# is written with %.0f because tostring() would give 1.7e+15.
+# One call checks a batch: KEYS[i] is a key's TAT, in microseconds of the server's clock, and
+# ARGV[3i-2..3i] its emission interval (us), delay variation tolerance (us) and cost. Keys are
+# checked in order, so a key twice in a batch sees its first check's TAT. Returns, flat, per key:
+# allowed (0/1), remaining, retry_after_us (-1: never), reset_after_us. Every value is an integer
+# number of microseconds, so Lua's doubles hold them exactly; the TAT is written with %.0f
+# because tostring() would give 1.7e+15.
 _GCRA_LUA = """
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then
-  tat = now
-end
-local new_tat = tat + interval * cost
-local diff = now - (new_tat - tolerance)
-if diff < 0 then
-  local retry_after = -1
-  if interval * cost <= tolerance then
-    retry_after = -diff
+local replies = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[3 * i - 2])
+  local tolerance = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then
+    tat = now
   end
-  return {0, 0, retry_after, tat - now}
+  local new_tat = tat + interval * cost
+  local diff = now - (new_tat - tolerance)
+  if diff < 0 then
+    local retry_after = -1
+    if interval * cost <= tolerance then
+      retry_after = -diff
+    end
+    for _, value in ipairs({0, 0, retry_after, tat - now}) do
+      replies[#replies + 1] = value
+    end
+  else
+    redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+    for _, value in ipairs({1, math.floor(diff / interval), 0, new_tat - now}) do
+      replies[#replies + 1] = value
+    end
+  end
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor(diff / interval), 0, new_tat - now}
+return replies
 """
 
 
@@ -211,7 +222,14 @@ class LocalLimiter:
 
 
 class RedisLimiter:
-    """GCRA in Redis: one Lua script per check, every call through ``breaker``.
+    """GCRA in Redis, every call through ``breaker``, the checks of one moment in one call.
+
+    A check waits for the end of the current pass of the event loop; by then every request that
+    arrived in the same pass has asked too, and one script call (one round trip, one breaker
+    call, one timeout) decides them all. A round trip per check costs the gateway more CPU than
+    anything else it does for an order. If that call fails, every check of the batch fails and
+    falls back, as one would alone. The keys of a batch need not share a cluster slot: this is
+    for one Redis server (or a replicated primary), not a cluster.
 
     The pool blocks (up to ``timeout_s``) when all ``pool_size`` connections are busy: redis-py's
     default async pool raises instead. redis-py's own retries are off: the breaker and the local
@@ -232,18 +250,49 @@ class RedisLimiter:
         self._redis = Redis.from_pool(pool)
         self._script = self._redis.register_script(_GCRA_LUA)
         self._breaker = breaker
+        self._batch: list[tuple[str, Limit, int, asyncio.Future[list[int]]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
         """The decision; raises on a Redis error or timeout, :class:`BreakerOpen` when open."""
-        async with self._breaker.guard():
-            reply = await self._script(
-                keys=[f"{self.KEY_PREFIX}{scope}:{key}"],
-                args=[limit.interval_us, limit.tolerance_us, cost],
-            )
-        allowed, remaining, retry_us, reset_us = (int(value) for value in reply)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._send_batch)
+        self._batch.append((f"{self.KEY_PREFIX}{scope}:{key}", limit, cost, future))
+        allowed, remaining, retry_us, reset_us = await future
         return _decision(allowed, remaining, retry_us, reset_us, limit, "redis")
 
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.create_task(self._decide(batch))
+        self._sending.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._sending.discard)
+
+    async def _decide(self, batch: list[tuple[str, Limit, int, asyncio.Future[list[int]]]]) -> None:
+        args: list[int] = []
+        for _, limit, cost, _ in batch:
+            args += (limit.interval_us, limit.tolerance_us, cost)
+        try:
+            async with self._breaker.guard():
+                reply = await self._script(keys=[key for key, *_ in batch], args=args)
+        except Exception as error:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        except asyncio.CancelledError:  # shutting down: nobody is left waiting
+            for *_, future in batch:
+                future.cancel()
+            raise
+        values = [int(value) for value in reply]
+        for index, (*_, future) in enumerate(batch):
+            if not future.done():  # its request may have been cancelled meanwhile
+                future.set_result(values[4 * index : 4 * index + 4])
+
     async def close(self) -> None:
+        if self._sending:
+            await asyncio.wait(self._sending)
         await self._redis.aclose()
 
 

@@ -415,6 +415,10 @@ class TestRedisFailure:
                 redis_server.stop()
             else:
                 redis_server.make_errors()
+            # Checks that arrive together share one Redis call, and the breaker counts calls:
+            # one at a time, these open it.
+            for _ in range(settings["redis_breaker_fail_max"]):
+                await place(client, warm, symbol)()
             answers = await burst(place(client, flooder, symbol))
             during = await limiter_state(client, admin)
 

@@ -114,6 +114,38 @@ async def test_concurrent_checks_on_one_key_never_let_more_through(
 
 
 @pytest.mark.asyncio
+async def test_checks_that_arrive_together_share_one_redis_call_and_decide_in_order(
+    limiter: RateLimiter, scope: str
+) -> None:
+    async def script_calls() -> int:
+        async with Redis.from_url(REDIS_URL) as redis:
+            stats = await redis.info("commandstats")
+        return sum(
+            int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+        )
+
+    await limiter.check(scope, "warm-up", TEN_PER_S_BURST_4)  # the script is loaded
+    before = await script_calls()
+    checks = [(key, cost) for key in ("a", "b", "a") for cost in (1, 2)]
+    decisions = await asyncio.gather(
+        *(limiter.check(scope, key, TEN_PER_S_BURST_4, cost) for key, cost in checks)
+    )
+    calls = await script_calls() - before
+
+    # Other clients of the shared server may call scripts meanwhile: at most a few.
+    assert 1 <= calls < len(checks)
+    # "a" in arrival order: 1 of 5 (4 left), 2 more (2 left), 1 more (1 left), 2 more refused.
+    by_key = [(key, d.allowed, d.remaining) for (key, _), d in zip(checks, decisions, strict=True)]
+    assert [entry for entry in by_key if entry[0] == "a"] == [
+        ("a", True, 4),
+        ("a", True, 2),
+        ("a", True, 1),
+        ("a", False, 0),
+    ]
+    assert [entry for entry in by_key if entry[0] == "b"] == [("b", True, 4), ("b", True, 2)]
+
+
+@pytest.mark.asyncio
 async def test_lua_and_local_implementations_decide_alike(limiter: RateLimiter, scope: str) -> None:
     """One schedule of (milliseconds from start, cost), run in real time on Redis and on a
     controlled clock locally. Every instant sits at least 40 ms from a decision boundary, so
