@@ -8,6 +8,7 @@ timestamps as RFC 3339 UTC strings with nanosecond precision, the precision of t
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -103,8 +104,14 @@ Role = Literal["trader", "admin"]
 def rfc3339(ns: int) -> str:
     """Integer nanoseconds since the epoch as ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ``."""
     seconds, nanoseconds = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}Z"
+    return f"{_utc_second(seconds)}.{nanoseconds:09d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _utc_second(seconds: int) -> str:
+    # Most timestamps of a response fall in the same few seconds; formatting a datetime is the
+    # costly part.
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def _text(value: Decimal | None) -> str | None:
