@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
+import secrets
 
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,7 +105,8 @@ class RequestContextMiddleware:
 
     The line (logger ``api.access``) has the method, the route template, the status, the
     duration, the request id and the client's address: never a header, a query string or a body,
-    which may hold a key. The id is the client's when it sent a sane one, else a new uuid4 hex.
+    which may hold a key. The id is the client's when it sent a sane one, else 32 new random hex
+    digits (as a uuid4's hex, at a fraction of its cost).
     An exception that escapes the application before its response started is logged with its
     stack trace and answered with a 500 ``internal_error`` problem that names the request id,
     so the log line can be found. Doing it here, rather than in Starlette's outermost error
@@ -120,7 +121,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         sent = _header(scope, _REQUEST_ID_HEADER)
-        rid = sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        rid = sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
         token = request_id.set(rid)
         began = time.perf_counter()
         started = False
