@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import secrets
+import time
 
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

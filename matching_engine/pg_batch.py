@@ -19,10 +19,10 @@ table definitions, so it cannot drift from the schema.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
@@ -78,4 +78,6 @@ class BatchStatement:
         self, rows: Mapping[Table, Sequence[Mapping[str, Any]]], projected: int
     ) -> list[Any]:
         """The statement's parameters: each table's rows as JSON, then the progress."""
-        return [*(json.dumps(rows.get(table, ())) for table in self.tables), projected]
+        # orjson: the standard library's encoder takes several microseconds a row.
+        encoded = (orjson.dumps(rows.get(table, ())).decode() for table in self.tables)
+        return [*encoded, projected]
