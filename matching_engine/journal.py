@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from matching_engine import codec
 from matching_engine.core import Command
@@ -33,6 +33,8 @@ _SNAPSHOTS_KEPT = 2
 class Journal:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._held: AsyncConnection | None = None  # see _writer()
+        self._writer_connection: Any = None
         is_postgresql = engine.dialect.name == "postgresql"
         dialect = postgresql if is_postgresql else sqlite
         kept = ("order_id", "account_id", "created_at")  # what an order's later rows never change
@@ -97,17 +99,38 @@ class Journal:
     ) -> None:
         assert self._batch_statement is not None
         arguments = self._batch_statement.arguments(rows, projected)
-        async with self._engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None
+        writer = await self._writer()
+        try:
+            await writer.execute(self._batch_statement.sql, *arguments)
+        except BaseException:
+            # Failed, timed out or cancelled, the connection is in an unknown state (or dead
+            # with the server): the next write connects afresh.
+            await self.close()
+            raise
+
+    async def _writer(self) -> Any:
+        """The asyncpg connection batches are written on, held between batches.
+
+        asyncpg itself, because SQLAlchemy would wrap the statement in BEGIN and COMMIT, and
+        held, because a checkout from SQLAlchemy's pool costs about as much Python as the
+        write. There is one writer, the sequencer (recovery writes before it starts).
+        """
+        if self._held is None:
+            held = await self._engine.connect()
             try:
-                # asyncpg itself: SQLAlchemy would wrap the statement in BEGIN and COMMIT.
-                await driver.execute(self._batch_statement.sql, *arguments)
+                self._writer_connection = (await held.get_raw_connection()).driver_connection
             except BaseException:
-                # Failed, timed out or cancelled, the connection is in an unknown state (or
-                # dead with the server): SQLAlchemy did not see the error, so discard it here.
-                await connection.invalidate()
+                await held.close()
                 raise
+            self._held = held
+        return self._writer_connection
+
+    async def close(self) -> None:
+        """Give back the held connection, discarded: it may be in any state."""
+        held, self._held, self._writer_connection = self._held, None, None
+        if held is not None:
+            await held.invalidate()
+            await held.close()
 
     async def last_timestamp(self) -> int:
         """The timestamp of the newest journaled command (0 for an empty journal)."""

@@ -60,7 +60,7 @@ class Applied:
 
 # The command, the future its request awaits, and its request's trace (None while tracing is off).
 _Waiter = tuple[Command, "asyncio.Future[Applied]", tracing.CommandTrace | None]
-_IDLE_FLUSH_S = 0.005
+_IDLE_FLUSH_S = 0.1
 _IDLE_RETRY_S = 1.0
 
 
@@ -133,9 +133,10 @@ class Sequencer:
     async def _run(self) -> None:
         while True:
             behind = bool(self.pending or self._in_doubt)
-            # Read-model rows ride with the next batch; they get a transaction of their own only
-            # once the queue has stayed empty a moment (right after a batch it is empty just
-            # because its requests have not yet been answered and sent their next command).
+            # Read-model rows ride with the next batch; they get a write of their own only once
+            # the queue has stayed empty for a while. Queries merge the unwritten rows, so
+            # nobody waits for them; a short wait would only give every command of a slow,
+            # steady flow two writes instead of one.
             wait = None if not behind else _IDLE_RETRY_S if self._flush_failed else _IDLE_FLUSH_S
             try:
                 async with asyncio.timeout(wait):

@@ -151,12 +151,15 @@ class EngineService:
     async def open(cls, settings: Settings) -> EngineService:
         """Recover the engine from the database and start the sequencer."""
         database = create_engine(settings)
+        journal = Journal(database)
         try:
-            engine, report = await recover(Journal(database), settings)
-            snapshot_taken_at = await Journal(database).snapshot_taken_at()
+            engine, report = await recover(journal, settings)
+            snapshot_taken_at = await journal.snapshot_taken_at()
         except BaseException:
+            await journal.close()
             await database.dispose()
             raise
+        await journal.close()
         metrics.RECOVERY_SECONDS.set(report.seconds)
         metrics.COMMANDS_REPLAYED.set(report.replayed)
         metrics.SEQUENCE.set(engine.sequence)
@@ -200,6 +203,7 @@ class EngineService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
         await self._sequencer.stop()
+        await self._journal.close()
         await self.audit.close()
         await self.rate_limiter.close()
         await self.database.dispose()
