@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matching_engine.core import ErrorCode
-from matching_engine.metrics import ORDERS
+from matching_engine.metrics import labelled, orders_by_outcome
 from matching_engine.modes import Refusal
 
 __all__ = [
@@ -47,6 +47,8 @@ HTTP_REQUEST_DURATION_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+
+_requests, _durations = labelled(HTTP_REQUESTS_TOTAL), labelled(HTTP_REQUEST_DURATION_SECONDS)
 
 # The codes a refused new order is counted under: a fixed set, whatever a future error says.
 _REFUSAL_CODES = frozenset(
@@ -79,7 +81,7 @@ def count_refused_order(request: Request, code: str) -> None:
         and request.method == "POST"
         and route_template(request.scope) == "/v1/orders"
     ):
-        ORDERS.labels("refused", code).inc()
+        orders_by_outcome("refused", code).inc()
 
 
 class HttpMetricsMiddleware:
@@ -103,5 +105,5 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_recording_status)
         finally:
             labels = (route_template(scope), method_label(scope), f"{status // 100}xx")
-            HTTP_REQUESTS_TOTAL.labels(*labels).inc()
-            HTTP_REQUEST_DURATION_SECONDS.labels(*labels).observe(time.perf_counter() - start)
+            _requests(*labels).inc()
+            _durations(*labels).observe(time.perf_counter() - start)

@@ -41,6 +41,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from matching_engine.breaker import Breaker
+from matching_engine.metrics import labelled
 from matching_engine.settings import Settings
 
 __all__ = [
@@ -70,6 +71,7 @@ LIMITER_BACKEND = Gauge(
     ["backend"],
 )
 
+_decisions = labelled(DECISIONS)
 _US_PER_S = 1_000_000
 
 
@@ -347,7 +349,7 @@ class RateLimiter:
                 fallback = limit.scaled(self._fallback_factor)
                 decision = self._local.check(scope, key, fallback, cost)
         outcome = "allowed" if decision.allowed else "limited"
-        DECISIONS.labels(scope, outcome, decision.backend).inc()
+        _decisions(scope, outcome, decision.backend).inc()
         return decision
 
     async def close(self) -> None:

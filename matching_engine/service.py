@@ -249,7 +249,7 @@ class EngineService:
         if isinstance(first, DuplicateOrder):
             return await self.get_order(account_id, str(first.order_id)), True
         outcome = applied.orders[applied.sequence]
-        metrics.ORDERS.labels(outcome.status, outcome.reason or "none").inc()
+        metrics.orders_by_outcome(outcome.status, outcome.reason or "none").inc()
         return outcome, False
 
     async def cancel_order(self, account_id: str, order_id: str) -> OrderView:
