@@ -10,10 +10,10 @@ ahead of now. So ``burst + 1`` requests pass at once, then one per interval; a r
 exactly when the next request would pass (``retry_after_s``), and a key whose TAT is in the past
 is the same as a key never seen, which is what lets both stores forget idle keys.
 
-The Redis implementation is one Lua script, for a batch of checks, atomic on the server and timed by the server's own
-clock (``TIME``), so that concurrent gateways and clock skew cannot let more through. The
-in-process one is the same arithmetic in the same integer microseconds, on ``time.monotonic``;
-the two give the same decisions on the same schedule of calls.
+The Redis implementation is one Lua script, which decides a batch of checks atomically on the
+server and by the server's own clock (``TIME``), so that concurrent gateways and clock skew cannot
+let more through. The in-process one is the same arithmetic in the same integer microseconds, on
+``time.monotonic``; the two give the same decisions on the same schedule of calls.
 
 Redis is a dependency like the database: every call goes through a circuit breaker named
 ``redis`` under the socket timeout. On any Redis error, timeout or open breaker the request is
