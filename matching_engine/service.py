@@ -70,7 +70,7 @@ from matching_engine.views import (
     OrderView,
     TradeView,
     order_view,
-    plain,
+    scaled,
     trade_view,
 )
 
@@ -725,7 +725,7 @@ class EngineService:
 
 
 def _level(level: DepthLevel, tick: Decimal, lot: Decimal) -> tuple[Decimal, Decimal, int]:
-    return plain(level.price * tick), plain(level.quantity * lot), level.order_count
+    return scaled(level.price, tick), scaled(level.quantity, lot), level.order_count
 
 
 def _newest(trades: Iterable[TradeView], limit: int) -> list[TradeView]:

@@ -7,13 +7,23 @@ a view handed to a request can never change under it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from matching_engine.core import Instrument, Order, Trade
 
-__all__ = ["BookView", "FillView", "OrderView", "TradeView", "fills_of_trade", "order_view"]
+__all__ = [
+    "BookView",
+    "FillView",
+    "OrderView",
+    "TradeView",
+    "fills_of_trade",
+    "order_view",
+    "plain",
+    "scaled",
+]
 
 _AVERAGE_PRICE_QUANTUM = Decimal("1e-8")
 
@@ -22,6 +32,16 @@ def plain(value: Decimal) -> Decimal:
     """The value without exponent notation or trailing zeros: 1.500 -> 1.5, 0E-8 -> 0."""
     normalized = value.normalize()
     return normalized.quantize(Decimal(1)) if normalized == normalized.to_integral() else normalized
+
+
+@functools.lru_cache(maxsize=65_536)
+def scaled(units: int, step: Decimal) -> Decimal:
+    """``units`` ticks or lots of a grid ``step``, as a plain decimal.
+
+    Remembered: a book's prices and quantities repeat, and every view of an order converts
+    five of them, each a multiplication and a normalisation.
+    """
+    return plain(units * step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +130,11 @@ def order_view(order: Order, instrument: Instrument, fills: tuple[FillView, ...]
         symbol=order.symbol,
         side=order.side.value,
         type=order.type.value,
-        price=None if order.price is None else plain(order.price * tick),
-        quantity=plain(order.quantity * lot),
-        filled_quantity=plain(order.filled * lot),
-        remaining_quantity=plain(order.remaining * lot),
-        canceled_quantity=plain(order.canceled * lot),
+        price=None if order.price is None else scaled(order.price, tick),
+        quantity=scaled(order.quantity, lot),
+        filled_quantity=scaled(order.filled, lot),
+        remaining_quantity=scaled(order.remaining, lot),
+        canceled_quantity=scaled(order.canceled, lot),
         average_price=average_price,
         status=order.status.value,
         reason=None if order.reason is None else order.reason.value,
@@ -132,8 +152,8 @@ def trade_view(trade: Trade, instrument: Instrument) -> TradeView:
     return TradeView(
         trade_id=str(trade.trade_id),
         symbol=trade.symbol,
-        price=plain(trade.price * instrument.tick_size),
-        quantity=plain(trade.quantity * instrument.lot_size),
+        price=scaled(trade.price, instrument.tick_size),
+        quantity=scaled(trade.quantity, instrument.lot_size),
         taker_side=trade.taker_side.value,
         sequence=trade.sequence,
         timestamp=trade.timestamp,
@@ -142,8 +162,8 @@ def trade_view(trade: Trade, instrument: Instrument) -> TradeView:
 
 def fills_of_trade(trade: Trade, instrument: Instrument) -> tuple[FillView, FillView]:
     """The taker's and the maker's side of one trade."""
-    price = plain(trade.price * instrument.tick_size)
-    quantity = plain(trade.quantity * instrument.lot_size)
+    price = scaled(trade.price, instrument.tick_size)
+    quantity = scaled(trade.quantity, instrument.lot_size)
     taker_side = trade.taker_side
     common = {
         "trade_id": str(trade.trade_id),
