@@ -38,6 +38,7 @@ __all__ = [
     "InFlightLimitMiddleware",
     "RequestContextMiddleware",
     "TracingMiddleware",
+    "header",
     "request_id",  # kept here for callers of old: it lives in matching_engine.logs
 ]
 
@@ -52,7 +53,8 @@ _REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of the request header ``name`` (lower case), if it was sent."""
     for key, value in scope["headers"]:
         if key.lower() == name:
             return bytes(value)
@@ -120,7 +122,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = _header(scope, _REQUEST_ID_HEADER)
+        sent = header(scope, _REQUEST_ID_HEADER)
         rid = sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
         token = request_id.set(rid)
         began = time.perf_counter()
@@ -203,7 +205,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             too_large = self._too_large()
             response = problem_response(too_large.status_code, too_large.code, too_large.detail)

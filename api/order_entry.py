@@ -19,17 +19,17 @@ import json
 from typing import Any
 
 from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.limits import RequestLimits
+from api.middleware import header
 from api.routes import orders
 from api.schemas import OrderCreate
 from matching_engine.accounts import Role
-from matching_engine.core import MatchingError
-from matching_engine.errors import ServiceError
 from matching_engine.service import EngineService
 
 __all__ = ["OrderEntryMiddleware"]
@@ -37,8 +37,6 @@ __all__ = ["OrderEntryMiddleware"]
 _JSON = b"application/json"
 _CREATED = [(b"content-type", _JSON)]
 _REPLAYED = [(b"content-type", _JSON), (b"idempotent-replayed", b"true")]
-# What the problem handler answers; anything else is a bug, left to the 500 of the stack.
-_ANSWERED = (MatchingError, ServiceError, problems.HTTPProblem)
 
 
 class OrderEntryMiddleware:
@@ -71,7 +69,7 @@ class OrderEntryMiddleware:
         try:
             await limits.account(account_id, write=True)
             placed, replayed = await orders.place(service, account_id, fields)
-        except _ANSWERED as error:
+        except problems.HANDLED as error:
             await _answer_problem(scope, receive, send, error)
             return
         payload = placed.__pydantic_serializer__.to_json(placed, by_alias=True)
@@ -93,17 +91,14 @@ async def _answer_problem(scope: Scope, receive: Receive, send: Send, error: Exc
 
 def _order(scope: Scope, body: bytes) -> tuple[str, OrderCreate] | None:
     """The caller's account and the order, when the fast path can serve the request."""
-    api_key = content_type = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            api_key = value
-        elif name == b"content-type":
-            content_type = value
-    if api_key is None or content_type is None:
+    content_type = header(scope, b"content-type")
+    if content_type is None or content_type.partition(b";")[0].strip().lower() != _JSON:
         return None
-    if content_type.partition(b";")[0].strip().lower() != _JSON:
-        return None
-    scheme, _, key = api_key.decode("latin-1").partition(" ")
+    authorization = header(scope, b"authorization")
+    # Parsed as the route's HTTPBearer parses it.
+    scheme, key = get_authorization_scheme_param(
+        None if authorization is None else authorization.decode("latin-1")
+    )
     if scheme.lower() != "bearer" or not key:
         return None
     service: EngineService = scope["state"]["service"]

@@ -41,6 +41,7 @@ from matching_engine.errors import NotFound, Refused, ServiceError, Unavailable
 
 __all__ = [
     "BODY",
+    "HANDLED",
     "PROBLEM_MEDIA_TYPE",
     "WRITE_UNAVAILABLE",
     "HTTPProblem",
@@ -170,8 +171,12 @@ async def handle(request: Request, exc: Exception) -> ProblemResponse:
     return problem_response(status, code, detail, headers)
 
 
+# What :func:`handle` answers for; anything else is a bug, left to the 500 of the stack.
+HANDLED = (MatchingError, ServiceError, RequestValidationError, HTTPException)
+
+
 def install(app: FastAPI) -> None:
-    for kind in (MatchingError, ServiceError, RequestValidationError, HTTPException):
+    for kind in HANDLED:
         app.add_exception_handler(kind, handle)
 
 
