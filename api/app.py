@@ -95,6 +95,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         openapi_tags=_TAGS,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # The gateway traces and measures itself (api.middleware, api.metrics). FastAPI's own
+        # OpenTelemetry layer would add a second server span and second metrics whenever some
+        # global provider is set, and asks on every request whether one is.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     for router in routers:
         app.include_router(router)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 
 from matching_engine import metrics, tracing
 from matching_engine.breaker import Breaker, BreakerOpen
-from matching_engine.core import Command, Event, MatchingEngine
+from matching_engine.core import Command, Event, MatchingEngine, stamped
 from matching_engine.errors import ServiceError, Unavailable
 from matching_engine.journal import Journal
 from matching_engine.projection import Projection
@@ -201,7 +200,7 @@ class Sequencer:
     def _stamped(self, command: Command) -> Command:
         # Times come from here, never from the core, and never run backwards in the journal.
         self._last_timestamp = max(time.time_ns(), self._last_timestamp + 1)
-        return dataclasses.replace(command, timestamp=self._last_timestamp)
+        return stamped(command, self._last_timestamp)
 
     def _apply(
         self, sequence: int, command: Command, trace: tracing.CommandTrace | None = None

@@ -6,7 +6,15 @@ quantities are integer ticks and lots inside; :class:`Instrument` converts decim
 """
 
 from ._book import DepthLevel, OrderBook
-from ._commands import AddInstrument, AmendOrder, CancelAll, CancelOrder, Command, NewOrder
+from ._commands import (
+    AddInstrument,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    NewOrder,
+    stamped,
+)
 from ._engine import MatchingEngine
 from ._errors import (
     InvalidAmend,
@@ -75,4 +83,5 @@ __all__ = [
     "TimeInForce",
     "Trade",
     "UnknownSymbol",
+    "stamped",
 ]

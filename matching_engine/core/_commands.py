@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from ._errors import InvalidAmend, InvalidCommand
 from ._instrument import Instrument
@@ -26,6 +26,7 @@ __all__ = [
     "CancelOrder",
     "Command",
     "NewOrder",
+    "stamped",
 ]
 
 CLIENT_ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -168,3 +169,18 @@ class AmendOrder:
 
 
 Command: TypeAlias = AddInstrument | NewOrder | CancelOrder | CancelAll | AmendOrder
+
+
+_C = TypeVar("_C", bound=Command)
+
+
+def stamped(command: _C, timestamp: int) -> _C:
+    """``command`` at another time. Only the timestamp is new, so only it is checked: rebuilding
+    through the constructor would validate every field again, for each command the service
+    sequences."""
+    _require_int("timestamp", timestamp, positive=False)
+    copy = object.__new__(type(command))
+    for name in command.__slots__:
+        object.__setattr__(copy, name, getattr(command, name))
+    object.__setattr__(copy, "timestamp", timestamp)
+    return copy

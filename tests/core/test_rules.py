@@ -6,6 +6,7 @@ and command 1 of every engine built by ``engine_with`` adds the instrument.
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from fractions import Fraction
 
@@ -37,6 +38,7 @@ from matching_engine.core import (
     Reason,
     SelfTradePrevention,
     Trade,
+    stamped,
 )
 
 from .helpers import (
@@ -1345,3 +1347,12 @@ def test_quantities_are_conserved_and_the_book_is_never_crossed(
         if order is not None:
             assert order.filled == filled.get(order_id, 0), order
             assert order.canceled == canceled.get(order_id, 0), order
+
+
+def test_a_stamped_command_differs_from_its_original_in_the_timestamp_only() -> None:
+    original = limit("a", "buy", 5, 100, client_order_id="abc-1", tif="ioc", timestamp=3)
+    copy = stamped(original, 42)
+    assert copy == dataclasses.replace(original, timestamp=42)
+    assert original.timestamp == 3
+    with pytest.raises(InvalidCommand):
+        stamped(original, "42")  # type: ignore[type-var]

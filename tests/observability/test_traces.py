@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,29 @@ class TestTracingOff:
         assert not tracing.is_enabled()
         assert tracing.command_trace() is None
         assert spy.get_finished_spans() == ()
+
+    def test_a_global_provider_adds_no_spans_of_the_framework(self, tmp_path: Path) -> None:
+        # A process-wide provider (auto-instrumentation installs one) can be set only once per
+        # process, hence the child process. Only the gateway's own middleware may trace.
+        script = f"""
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.testclient import TestClient
+from api.app import create_app
+from matching_engine.settings import Settings
+
+spans = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+app = create_app(Settings(database_url=None, data_dir={str(tmp_path)!r}))
+with TestClient(app) as client:
+    assert client.get("/v1/instruments").status_code == 200
+assert spans.get_finished_spans() == (), [span.name for span in spans.get_finished_spans()]
+"""
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
     def test_it_is_off_by_default(self) -> None:
         assert Settings().tracing_enabled is False
