@@ -1355,4 +1355,4 @@ def test_a_stamped_command_differs_from_its_original_in_the_timestamp_only() -> 
     assert copy == dataclasses.replace(original, timestamp=42)
     assert original.timestamp == 3
     with pytest.raises(InvalidCommand):
-        stamped(original, "42")  # type: ignore[type-var]
+        stamped(original, "42")  # type: ignore[arg-type]
