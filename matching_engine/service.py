@@ -338,8 +338,7 @@ class EngineService:
         if refusal is not None:
             raise refusal
         try:
-            async with asyncio.timeout(self.settings.request_deadline_s):
-                applied = await self._sequencer.submit(command)
+            applied = await self._sequencer.submit(command, self.settings.request_deadline_s)
         except TimeoutError:
             # The command may still be applied: a retry with its client_order_id is safe.
             raise Unavailable("no answer within the request deadline; retry later") from None

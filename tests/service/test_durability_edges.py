@@ -1,4 +1,5 @@
-"""Edges of durability: a torn audit file, clocks that step back, concurrent mode changes."""
+"""Edges of durability: a torn audit file, clocks that step back, concurrent mode changes, an
+answer that comes after its request's deadline."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import asyncio
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from matching_engine import sequencer
 from matching_engine.core import Instrument
+from matching_engine.errors import Unavailable
 from matching_engine.migrate import upgrade_async
 from matching_engine.service import EngineService
 from tests.service.factories import settings_for
 
 
-async def _open(tmp_path: Path) -> EngineService:
-    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}", tmp_path)
+async def _open(tmp_path: Path, **overrides: Any) -> EngineService:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}", tmp_path, **overrides)
     await upgrade_async(settings)
     return await EngineService.open(settings)
 
@@ -100,5 +103,41 @@ async def test_concurrent_mode_changes_leave_the_trail_and_the_engine_agreeing(
     service = await _open(tmp_path)
     try:
         assert service.mode_status()["manual_mode"] == live
+    finally:
+        await service.close()
+
+
+@pytest.mark.asyncio
+async def test_an_order_past_its_deadline_is_answered_503_and_still_applied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await _open(tmp_path, request_deadline_s=0.5)
+    try:
+        await service.add_instrument(
+            Instrument("DL-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
+            actor="test",
+        )
+        release = asyncio.Event()
+        append = service._journal.append
+
+        async def held_append(*args: object, **kwargs: object) -> None:
+            await release.wait()  # the commit takes longer than the request may wait
+            await append(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(service._journal, "append", held_append)
+        with pytest.raises(Unavailable, match="deadline"):
+            await service.place_order(
+                "trader", symbol="DL-USD", side="buy", type="limit", quantity=Decimal(1),
+                price=Decimal(10), time_in_force=None, post_only=False, stp="none",
+                client_order_id="late-1",
+            )  # fmt: skip
+        release.set()
+        # The command was already queued: it is applied when the write lands, exactly once.
+        for _ in range(100):
+            if service.engine.open_order_count:
+                break
+            await asyncio.sleep(0.01)
+        [order] = service.engine.open_orders("trader")
+        assert order.client_order_id == "late-1"
     finally:
         await service.close()
