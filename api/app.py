@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import problems
 from api.limits import RequestLimits
@@ -38,7 +39,7 @@ from matching_engine.runtime import tune_garbage_collector
 from matching_engine.service import EngineService
 from matching_engine.settings import Settings
 
-__all__ = ["State", "create_app"]
+__all__ = ["Gateway", "State", "create_app"]
 
 _DESCRIPTION = """\
 A price-time-priority order-matching engine.
@@ -61,6 +62,49 @@ _TAGS = [
 class State(TypedDict):
     service: EngineService
     limits: RequestLimits
+
+
+class Gateway(FastAPI):
+    """FastAPI, with order entry let in below the framework's outer layers.
+
+    The gateway's own middleware (traces, request ids and logs, metrics, load shedding, the body
+    limit and the order fast path) is one chain, which FastAPI builds into its stack as it builds
+    any middleware. ``POST /v1/orders`` enters that chain directly. The layers outside it would
+    only pass the order along: Starlette's 500 page is never reached, because the request-context
+    layer answers errors first, and FastAPI's telemetry and body limit are switched off here.
+    Every other request takes the whole stack.
+    """
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._order_entry: tuple[str, ASGIApp] | None = None  # (path, chain), once built
+        self.add_middleware(self._gateway_middleware)
+
+    def _gateway_middleware(self, app: ASGIApp) -> ASGIApp:
+        """The chain around FastAPI's routing, innermost first (see api.middleware)."""
+        order_entry = OrderEntryMiddleware(app)
+        chain: ASGIApp = order_entry
+        chain = BodyLimitMiddleware(chain, max_body_bytes=self._settings.max_body_bytes)
+        chain = InFlightLimitMiddleware(chain, self._settings.max_requests_in_flight)
+        chain = HttpMetricsMiddleware(chain)
+        chain = RequestContextMiddleware(chain)
+        chain = TracingMiddleware(chain)
+        self._order_entry = (order_entry.route.path, chain)
+        return chain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        order_entry = self._order_entry
+        if (
+            order_entry is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == order_entry[0]
+        ):
+            scope["app"] = self  # as Starlette sets it: handlers and the router read it
+            await order_entry[1](scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -88,7 +132,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             if traces_here:
                 tracing.shutdown_tracing()
 
-    app = FastAPI(
+    app = Gateway(
+        settings,
         title="matching-engine",
         version=__version__,
         description=_DESCRIPTION,
@@ -103,13 +148,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     for router in routers:
         app.include_router(router)
     problems.install(app)
-    # Added innermost first: each add_middleware wraps everything added before it.
-    app.add_middleware(OrderEntryMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_requests_in_flight)
-    app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(TracingMiddleware)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -4,7 +4,8 @@ shedding and the body size limit.
 Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the body can be
 counted as it streams in instead of being read whole first.
 
-The stack, outermost first (see :func:`api.app.create_app`)::
+The gateway's chain, outermost first (built by :class:`api.app.Gateway`, which lets
+``POST /v1/orders`` in at its top rather than through FastAPI's own outer layers)::
 
     TracingMiddleware          the http.request server span, while tracing is on
     RequestContextMiddleware   X-Request-ID on every response, one log line per request; an

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from api import order_entry
@@ -187,3 +188,29 @@ class TestWhatGoesToTheRoute:
         )
 
         assert (status, received) == (299, [body])
+
+
+@pytest.mark.parametrize("backend", BACKENDS[:1], indirect=True)
+class TestTheWayIn:
+    async def test_orders_skip_the_framework_outer_layers_and_nothing_else_does(
+        self,
+        client: httpx.AsyncClient,
+        trader: Caller,
+        symbol: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        entered: list[str] = []
+        outer = FastAPI.__call__
+
+        async def counting(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> None:
+            entered.append(scope["path"])
+            await outer(app, scope, receive, send)
+
+        monkeypatch.setattr(FastAPI, "__call__", counting)
+        placed = await client.post("/v1/orders", json=order_body(symbol), headers=trader.headers)
+        listed = await client.get("/v1/orders", headers=trader.headers)
+
+        assert (placed.status_code, listed.status_code) == (201, 200)
+        assert entered == ["/v1/orders"]  # the GET; the POST went straight to the gateway chain
+        # The chain still did its work on the order.
+        assert len(placed.headers["x-request-id"]) == 32
