@@ -5,7 +5,7 @@ resolution and response handling cost more server CPU than the order's whole tri
 engine. This pure-ASGI middleware, innermost in the stack (so request ids, metrics, logs, load
 shedding and the body limit still apply), serves the requests it fully understands with the
 same parts the route uses: the key cache, the per-account rate limit, the request model,
-:func:`api.routes.orders.place`, the response model and the problem handler.
+:func:`api.routes.orders.place`, the response model's fields and the problem handler.
 
 Anything else goes to FastAPI unchanged, its body included: another path or method, a content
 type other than JSON, a key not in the cache (an unknown key, a new one, an admin's), or a body
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ from api import problems
 from api.limits import RequestLimits
 from api.middleware import header
 from api.routes import orders
-from api.schemas import OrderCreate
+from api.schemas import OrderCreate, order_fields
 from matching_engine.accounts import Role
 from matching_engine.service import EngineService
 
@@ -72,7 +73,7 @@ class OrderEntryMiddleware:
         except problems.HANDLED as error:
             await _answer_problem(scope, receive, send, error)
             return
-        payload = placed.__pydantic_serializer__.to_json(placed, by_alias=True)
+        payload = orjson.dumps(order_fields(placed))
         headers = _REPLAYED if replayed else _CREATED
         await send(
             {

@@ -20,7 +20,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
@@ -506,7 +505,7 @@ class EngineService:
             stored = await self._read(lambda: self._journal.fills_of_order(order_id))
         by_trade = {fill.trade_id: fill for fill in [*stored, *known.values()]}
         fills = tuple(sorted(by_trade.values(), key=lambda fill: int(fill.trade_id)))
-        return replace(view, fills=fills)
+        return view._replace(fills=fills)
 
     def _unwritten(self) -> list[Projection]:
         """Applied changes not yet in the read models, oldest first. Callers take this list

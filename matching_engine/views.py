@@ -2,7 +2,8 @@
 
 The core speaks integer ticks and lots; these views are taken at a point in time (right after a
 command, or from the read models) and convert with the instrument's grid. They are immutable, so
-a view handed to a request can never change under it.
+a view handed to a request can never change under it. Those built for every order (orders,
+fills, trades) are named tuples: a frozen dataclass costs nearly twice as much to build.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from matching_engine.core import Instrument, Order, Trade
 
@@ -44,8 +45,7 @@ def scaled(units: int, step: Decimal) -> Decimal:
     return plain(units * step)
 
 
-@dataclass(frozen=True, slots=True)
-class FillView:
+class FillView(NamedTuple):
     trade_id: str
     order_id: str
     account_id: str
@@ -58,8 +58,7 @@ class FillView:
     timestamp: int  # ns since the epoch
 
 
-@dataclass(frozen=True, slots=True)
-class OrderView:
+class OrderView(NamedTuple):
     order_id: str
     client_order_id: str | None
     account_id: str
@@ -88,7 +87,8 @@ class OrderView:
 
     def row(self) -> dict[str, Any]:
         """The ``orders`` read-model row (fills are stored apart)."""
-        row = {name: getattr(self, name) for name in self.__slots__ if name != "fills"}
+        row = self._asdict()
+        del row["fills"]
         row["order_id"] = int(self.order_id)
         for name in ("price", "quantity", "filled_quantity", "remaining_quantity"):
             row[name] = None if row[name] is None else str(row[name])
@@ -97,8 +97,7 @@ class OrderView:
         return row
 
 
-@dataclass(frozen=True, slots=True)
-class TradeView:
+class TradeView(NamedTuple):
     trade_id: str
     symbol: str
     price: Decimal

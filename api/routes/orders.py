@@ -11,6 +11,7 @@ from api.problems import BODY, WRITE_UNAVAILABLE, documented
 from api.schemas import SYMBOL_PATTERN, CancelAll, ClientOrderId, OrderAmend, OrderCreate, OrderOut
 from matching_engine.core import InvalidAmend
 from matching_engine.service import EngineService
+from matching_engine.views import OrderView
 
 __all__ = ["place", "router"]
 
@@ -48,12 +49,12 @@ async def place_order(
     if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return order
+    return OrderOut.of(order)
 
 
 async def place(
     service: EngineService, account_id: str, body: OrderCreate
-) -> tuple[OrderOut, bool]:
+) -> tuple[OrderView, bool]:
     """The order ``body`` placed for ``account_id``, and whether it was an idempotent retry.
 
     Shared by the route and by :mod:`api.order_entry`, its fast path.
@@ -70,7 +71,7 @@ async def place(
         stp=body.stp,
         client_order_id=body.client_order_id,
     )
-    return OrderOut.of(order), replayed
+    return order, replayed
 
 
 @router.get(

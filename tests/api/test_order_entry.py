@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 from api import order_entry
 from api.order_entry import OrderEntryMiddleware
 from tests.api.conftest import BACKENDS, Served
-from tests.api.factories import Caller, order_body
+from tests.api.factories import Caller, order_body, place
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -26,16 +26,22 @@ def _comparable(response: httpx.Response) -> tuple[bytes, dict[str, str]]:
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 class TestSameAnswerAsTheRoute:
+    @pytest.mark.parametrize("crossing", [False, True], ids=["rests", "trades"])
     @pytest.mark.parametrize("first", ["fast path", "route"])
     async def test_an_order_and_its_idempotent_retry(
         self,
         client: httpx.AsyncClient,
         trader: Caller,
+        other_trader: Caller,
         symbol: str,
         monkeypatch: pytest.MonkeyPatch,
         first: str,
+        crossing: bool,
     ) -> None:
-        body = order_body(symbol, client_order_id=f"same-{first.replace(' ', '-')}")
+        body = order_body(symbol, client_order_id=f"same-{first.replace(' ', '-')}-{crossing}")
+        if crossing:  # the order trades in part: fills, an average price, partially_filled
+            await place(client, other_trader, symbol, side="sell", price="99", quantity="1")
+            body["quantity"] = "3"
         answers = []
         for path in (first, "route" if first == "fast path" else "fast path"):
             with monkeypatch.context() as patch:
@@ -45,6 +51,7 @@ class TestSameAnswerAsTheRoute:
 
         placed, retried = answers
         assert (placed.status_code, retried.status_code) == (201, 200)
+        assert len(placed.json()["fills"]) == crossing
         assert retried.headers["idempotent-replayed"] == "true"
         placed_body, placed_headers = _comparable(placed)
         retried_body, retried_headers = _comparable(retried)
