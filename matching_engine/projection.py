@@ -33,6 +33,10 @@ from matching_engine.views import (
 
 __all__ = ["Projection", "touched_order_ids"]
 
+# Tuples rather than ``A | B`` unions: isinstance takes a tuple several times faster.
+_ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderCanceled, OrderAmended)
+_NO_ORDER_CHANGED = (DuplicateOrder, CommandRejected, InstrumentAdded)
+
 
 def touched_order_ids(events: list[Event]) -> list[int]:
     """Ids of the orders whose state the events changed, first touched first."""
@@ -41,9 +45,9 @@ def touched_order_ids(events: list[Event]) -> list[int]:
         if isinstance(event, Trade):
             touched[event.taker_order_id] = None
             touched[event.maker_order_id] = None
-        elif isinstance(event, OrderAccepted | OrderRejected | OrderCanceled | OrderAmended):
+        elif isinstance(event, _ORDER_EVENTS):
             touched[event.order_id] = None
-        elif not isinstance(event, DuplicateOrder | CommandRejected | InstrumentAdded):
+        elif not isinstance(event, _NO_ORDER_CHANGED):
             raise TypeError(f"unknown event {event!r}")
     return list(touched)
 
@@ -79,9 +83,10 @@ class Projection:
                 instrument = engine.instrument(event.symbol)
                 assert instrument is not None
                 self.trades.append(trade_view(event, instrument))
-                for fill in fills_of_trade(event, instrument):
-                    self.fills.append(fill)
-                    fills_by_order.setdefault(int(fill.order_id), []).append(fill)
+                taker, maker = fills_of_trade(event, instrument)
+                self.fills += (taker, maker)
+                fills_by_order.setdefault(event.taker_order_id, []).append(taker)
+                fills_by_order.setdefault(event.maker_order_id, []).append(maker)
         views: dict[int, OrderView] = {}
         for order_id in touched_order_ids(events):
             order = engine.order(order_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 from matching_engine.core import Instrument, Order, Trade
@@ -20,6 +21,7 @@ __all__ = [
     "FillView",
     "OrderView",
     "TradeView",
+    "average_price",
     "fills_of_trade",
     "order_view",
     "plain",
@@ -116,35 +118,57 @@ class BookView:
 
 
 def order_view(order: Order, instrument: Instrument, fills: tuple[FillView, ...] = ()) -> OrderView:
+    # Built for every order a command touches, so it reads the command's fields directly rather
+    # than through the order's properties, and takes each enum's plain ``_value_`` rather than
+    # ``.value``, a descriptor that costs several times as much.
+    command = order.command
     tick, lot = instrument.tick_size, instrument.lot_size
-    average = order.average_price_ticks
-    average_price = None
-    if average is not None:
-        exact = Decimal(average.numerator) * tick / Decimal(average.denominator)
-        average_price = plain(exact.quantize(_AVERAGE_PRICE_QUANTUM, rounding=ROUND_HALF_EVEN))
+    reason = order.reason
+    time_in_force = command.time_in_force
+    assert time_in_force is not None  # resolved when the command was made
     return OrderView(
         order_id=str(order.order_id),
-        client_order_id=order.client_order_id,
+        client_order_id=command.client_order_id,
         account_id=order.account,
-        symbol=order.symbol,
-        side=order.side.value,
-        type=order.type.value,
+        symbol=command.symbol,
+        side=command.side._value_,
+        type=command.type._value_,
         price=None if order.price is None else scaled(order.price, tick),
         quantity=scaled(order.quantity, lot),
         filled_quantity=scaled(order.filled, lot),
         remaining_quantity=scaled(order.remaining, lot),
         canceled_quantity=scaled(order.canceled, lot),
-        average_price=average_price,
-        status=order.status.value,
-        reason=None if order.reason is None else order.reason.value,
-        time_in_force=order.time_in_force.value,
-        post_only=order.post_only,
-        stp=order.stp.value,
-        sequence=order.sequence,
-        created_at=order.created_at,
+        average_price=average_price(order, tick),
+        status=order.status._value_,
+        reason=None if reason is None else reason._value_,
+        time_in_force=time_in_force._value_,
+        post_only=command.post_only,
+        stp=command.stp._value_,
+        sequence=order.order_id,  # an order's id is the sequence of the command that made it
+        created_at=command.timestamp,
         updated_at=order.updated_at,
         fills=fills,
     )
+
+
+def average_price(order: Order, tick: Decimal) -> Decimal | None:
+    """The quantity-weighted fill price, rounded half-even to 8 places; None before a fill."""
+    filled = order.filled
+    if not filled:
+        return None
+    ticks, rest = divmod(order.notional, filled)
+    if not rest and _on_average_grid(tick):
+        return scaled(ticks, tick)  # a whole number of ticks: exact, nothing to round
+    average = Fraction(order.notional, filled)
+    exact = Decimal(average.numerator) * tick / Decimal(average.denominator)
+    return plain(exact.quantize(_AVERAGE_PRICE_QUANTUM, rounding=ROUND_HALF_EVEN))
+
+
+@functools.lru_cache(maxsize=256)
+def _on_average_grid(tick: Decimal) -> bool:
+    """Whether every multiple of ``tick`` has at most 8 decimal places (so rounds to itself)."""
+    exponent = tick.as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -8
 
 
 def trade_view(trade: Trade, instrument: Instrument) -> TradeView:
@@ -153,37 +177,21 @@ def trade_view(trade: Trade, instrument: Instrument) -> TradeView:
         symbol=trade.symbol,
         price=scaled(trade.price, instrument.tick_size),
         quantity=scaled(trade.quantity, instrument.lot_size),
-        taker_side=trade.taker_side.value,
+        taker_side=trade.taker_side._value_,
         sequence=trade.sequence,
         timestamp=trade.timestamp,
     )
 
 
 def fills_of_trade(trade: Trade, instrument: Instrument) -> tuple[FillView, FillView]:
-    """The taker's and the maker's side of one trade."""
+    """The taker's and the maker's side of one trade (fields in FillView's order)."""
+    trade_id, symbol = str(trade.trade_id), trade.symbol
     price = scaled(trade.price, instrument.tick_size)
     quantity = scaled(trade.quantity, instrument.lot_size)
-    taker_side = trade.taker_side
-    common = {
-        "trade_id": str(trade.trade_id),
-        "symbol": trade.symbol,
-        "price": price,
-        "quantity": quantity,
-        "sequence": trade.sequence,
-        "timestamp": trade.timestamp,
-    }
-    taker = FillView(
-        order_id=str(trade.taker_order_id),
-        account_id=trade.taker_account,
-        side=taker_side.value,
-        liquidity="taker",
-        **common,  # type: ignore[arg-type]
-    )
-    maker = FillView(
-        order_id=str(trade.maker_order_id),
-        account_id=trade.maker_account,
-        side=taker_side.opposite.value,
-        liquidity="maker",
-        **common,  # type: ignore[arg-type]
-    )
-    return taker, maker
+    sequence, timestamp, side = trade.sequence, trade.timestamp, trade.taker_side
+    return (
+        FillView(trade_id, str(trade.taker_order_id), trade.taker_account, symbol,
+                 side._value_, price, quantity, "taker", sequence, timestamp),
+        FillView(trade_id, str(trade.maker_order_id), trade.maker_account, symbol,
+                 side.opposite._value_, price, quantity, "maker", sequence, timestamp),
+    )  # fmt: skip
