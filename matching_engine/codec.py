@@ -7,9 +7,10 @@ same frozen command, which validates itself again.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from matching_engine.core import (
     AddInstrument,
@@ -81,11 +82,13 @@ def encode(command: Command) -> str:
             "price_band_pct": _decimal(instrument.price_band_pct),
         }
     body["timestamp"] = command.timestamp
-    return json.dumps({"kind": kind(command), **body}, separators=(",", ":"))
+    # Compact JSON, as json.dumps(separators=(",", ":")) writes it for these ASCII fields and
+    # integers below 2**63, several times faster; the journal's bytes do not change.
+    return orjson.dumps({"kind": kind(command), **body}).decode()
 
 
 def decode(text: str) -> Command:
-    body = json.loads(text)
+    body = orjson.loads(text)
     name = body.pop("kind")
     timestamp = body.pop("timestamp")
     if name == "new_order":
