@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from fractions import Fraction
 from typing import Any, NamedTuple
 
 from matching_engine.core import Instrument, Order, Trade
@@ -159,7 +158,8 @@ def average_price(order: Order, tick: Decimal) -> Decimal | None:
     ticks, rest = divmod(order.notional, filled)
     if not rest and _on_average_grid(tick):
         return scaled(ticks, tick)  # a whole number of ticks: exact, nothing to round
-    average = Fraction(order.notional, filled)
+    average = order.average_price_ticks
+    assert average is not None
     exact = Decimal(average.numerator) * tick / Decimal(average.denominator)
     return plain(exact.quantize(_AVERAGE_PRICE_QUANTUM, rounding=ROUND_HALF_EVEN))
 
