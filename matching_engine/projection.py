@@ -90,8 +90,7 @@ class Projection:
         views: dict[int, OrderView] = {}
         for order_id in touched_order_ids(events):
             order = engine.order(order_id)
-            if order is None:  # forgotten already: only when closed-order capacity is tiny
-                continue
+            assert order is not None  # the engine keeps what the last command closed
             instrument = engine.instrument(order.symbol)
             assert instrument is not None
             view = order_view(order, instrument, tuple(fills_by_order.get(order_id, ())))

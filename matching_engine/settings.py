@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # No request waits longer than this for its answer (503 unavailable after it).
     request_deadline_s: float = Field(default=10.0, gt=0)
     snapshot_every_commands: int = Field(default=100_000, ge=1)
-    closed_order_capacity: int = Field(default=100_000, ge=1)
+    closed_order_capacity: int = Field(default=10_000, ge=1)
 
     # Database deadlines and pool.
     db_pool_size: int = Field(default=5, ge=1)

@@ -22,9 +22,12 @@ by id O(1) amortised; a fill O(1) plus O(log levels) when it empties a level. Ca
 in the account's open orders only. Nothing scans the whole book.
 
 Memory is bounded by the open orders plus two fixed-size histories: recently closed orders (so
-the service can still read an order the command just closed) and recent trades per symbol.
-Closed orders are forgotten oldest first, one per newly closed order beyond the capacity, so
-freeing them never stalls a command.
+the service can read the orders a command closed) and recent trades per symbol. Closed orders
+beyond the capacity are forgotten, oldest first, when the next command starts: never in the middle
+of one, so every order a command closes can still be read after it, however many it closed, and
+freeing costs each command no more than the previous one closed. The capacity is a cache size:
+the service reads older closed orders from its read model, and a history that stays small stays
+in the processor's caches (forgetting from a 100k history cost a fifth of the core's time).
 
 The new-order, cancel and fill paths are written out inline, with attributes read once into
 locals: they run millions of times and a Python call costs as much as a dozen of those lines.
@@ -71,7 +74,7 @@ _USER_CANCELED = Reason.USER_CANCELED
 
 
 class MatchingEngine:
-    def __init__(self, *, closed_order_capacity: int = 100_000, trade_history: int = 1_000) -> None:
+    def __init__(self, *, closed_order_capacity: int = 10_000, trade_history: int = 1_000) -> None:
         self.sequence = 0
         self._next_trade_id = 1
         self._books: dict[str, OrderBook] = {}
@@ -127,6 +130,8 @@ class MatchingEngine:
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError(f"not a command: {command!r}")
+        if len(self._closed_ids) > self._closed_capacity:
+            self._forget_closed()
         self.sequence = sequence = self.sequence + 1
         return handler(command, sequence)
 
@@ -444,8 +449,6 @@ class MatchingEngine:
             taker.remaining = remaining
             taker.updated_at = timestamp
             book.last_price = last_price
-        if len(closed_ids) > self._closed_capacity:
-            self._forget_closed()
         return stopped
 
     # -- cancels ----------------------------------------------------------------------------
@@ -474,10 +477,7 @@ class MatchingEngine:
         del self._orders[order_id]
         del self._open_by_account[order.account][order_id]
         self._closed[order_id] = order
-        closed_ids = self._closed_ids
-        closed_ids.append(order_id)
-        if len(closed_ids) > self._closed_capacity:
-            del self._closed[closed_ids.popleft()]
+        self._closed_ids.append(order_id)
         return [_new_event(OrderCanceled, (sequence, order_id, remaining, reason))]
 
     def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:
@@ -585,10 +585,9 @@ class MatchingEngine:
     def _remember_closed(self, order: Order) -> None:
         self._closed[order.order_id] = order
         self._closed_ids.append(order.order_id)
-        if len(self._closed_ids) > self._closed_capacity:
-            self._forget_closed()
 
     def _forget_closed(self) -> None:
+        """Drop the oldest closed orders beyond the capacity (between commands only)."""
         closed, closed_ids = self._closed, self._closed_ids
-        while len(closed_ids) > self._closed_capacity:
+        for _ in range(len(closed_ids) - self._closed_capacity):
             del closed[closed_ids.popleft()]

@@ -932,6 +932,25 @@ def test_cancel_of_an_unknown_id_is_not_found() -> None:
     assert events_of(engine, CancelOrder(None, 99)) == [CommandRejected(3, ErrorCode.NOT_FOUND, 99)]
 
 
+def test_every_order_a_command_closes_stays_readable_until_the_next_command() -> None:
+    engine = MatchingEngine(closed_order_capacity=2)
+    engine.submit(AddInstrument(instrument()))
+    makers = place(engine, *(limit(f"m{i}", "sell", 1, 100 + i) for i in range(5)))
+
+    events = events_of(engine, market("t", "buy", 5))  # closes five makers and the taker
+
+    taker = events[0].order_id
+    assert [state(engine, order_id)[0] for order_id in [*makers, taker]] == ["filled"] * 6
+    events_of(engine, limit("a", "buy", 1, 50))
+    # Between commands the history shrinks to its capacity: the two most recent closes.
+    assert [engine.order(order_id) is not None for order_id in [*makers, taker]] == [
+        False, False, False, False, True, True
+    ]  # fmt: skip
+    assert events_of(engine, CancelOrder("m0", makers[0])) == [
+        CommandRejected(9, ErrorCode.NOT_FOUND, makers[0])
+    ]  # forgotten: the service tells 409 from 404 with its read model
+
+
 def _deep_level(engine: MatchingEngine, n: int = 300) -> list[int]:
     """``n`` asks at 100 from distinct accounts ``m0``, ``m1``...; order i has 1 + i % 3 lots."""
     return place(engine, *(limit(f"m{i}", "sell", 1 + i % 3, 100) for i in range(n)))
