@@ -25,7 +25,8 @@ from matching_engine.views import FillView, OrderView, TradeView
 
 __all__ = ["Journal"]
 
-SNAPSHOT_FORMAT = 1
+# The engine's pickled layout; a snapshot of another layout is skipped (recovery replays instead).
+SNAPSHOT_FORMAT = 2
 _REPLAY_PAGE = 5_000
 _SNAPSHOTS_KEPT = 2
 

@@ -78,10 +78,12 @@ class MatchingEngine:
         self.sequence = 0
         self._next_trade_id = 1
         self._books: dict[str, OrderBook] = {}
-        self._orders: dict[int, Order] = {}  # open orders: resting on a book
+        # Every order the engine knows: the open ones (remaining > 0, resting on a book) and the
+        # closed ones it still remembers, whose ids are in _closed_ids. One index, so closing an
+        # order moves nothing between dicts.
+        self._orders: dict[int, Order] = {}
         self._open_by_account: defaultdict[str, dict[int, Order]] = defaultdict(dict)
         self._client_order_ids: dict[tuple[str, str], tuple[int, NewOrder]] = {}
-        self._closed: dict[int, Order] = {}
         self._closed_ids: deque[int] = deque()  # oldest first
         self._closed_capacity = closed_order_capacity
         self._trade_history = trade_history
@@ -154,8 +156,7 @@ class MatchingEngine:
 
     def order(self, order_id: int) -> Order | None:
         """An open order, or one closed recently enough to still be remembered."""
-        order = self._orders.get(order_id)
-        return order if order is not None else self._closed.get(order_id)
+        return self._orders.get(order_id)
 
     def open_orders(self, account: str, symbol: str | None = None) -> list[Order]:
         """The account's open orders, newest first."""
@@ -192,7 +193,7 @@ class MatchingEngine:
 
     @property
     def open_order_count(self) -> int:
-        return len(self._orders)
+        return len(self._orders) - len(self._closed_ids)
 
     @property
     def trade_count(self) -> int:
@@ -350,9 +351,7 @@ class MatchingEngine:
         levels = opposite.levels
         recent = book.trades
         append = events.append
-        open_orders = self._orders
         by_account = self._open_by_account
-        closed = self._closed
         closed_ids = self._closed_ids
         trade_id = self._next_trade_id
         filled = notional = 0
@@ -384,9 +383,7 @@ class MatchingEngine:
                                 sequence, maker_id, available, Reason.SELF_TRADE_PREVENTED
                             )
                         )
-                        del open_orders[maker_id]
                         del by_account[maker.account][maker_id]
-                        closed[maker_id] = maker
                         closed_ids.append(maker_id)
                     if stp is not _CANCEL_OLDEST:  # cancel_newest / cancel_both: the taker stops
                         stopped = True
@@ -428,9 +425,7 @@ class MatchingEngine:
                     queue.popleft()
                     level.count -= 1
                     maker_id = maker.order_id
-                    del open_orders[maker_id]
                     del by_account[maker.account][maker_id]
-                    closed[maker_id] = maker
                     closed_ids.append(maker_id)
                     if not level.count:
                         break
@@ -457,7 +452,11 @@ class MatchingEngine:
         order_id = command.order_id
         account = command.account
         order = self._orders.get(order_id)
-        if order is None or (account is not None and order.account != account):
+        if (
+            order is None
+            or not order.remaining
+            or (account is not None and order.account != account)
+        ):
             return [self._not_open(order_id, account, sequence)]
         reason = _USER_CANCELED if account is not None else Reason.ADMIN_CANCELED
         remaining = order.remaining
@@ -474,9 +473,7 @@ class MatchingEngine:
             level.side.drop(level.key)
         order.reason = reason
         order.updated_at = command.timestamp
-        del self._orders[order_id]
         del self._open_by_account[order.account][order_id]
-        self._closed[order_id] = order
         self._closed_ids.append(order_id)
         return [_new_event(OrderCanceled, (sequence, order_id, remaining, reason))]
 
@@ -512,7 +509,7 @@ class MatchingEngine:
 
     def _amend(self, command: AmendOrder, sequence: int) -> list[Event]:
         order = self._orders.get(command.order_id)
-        if order is None or order.account != command.account:
+        if order is None or not order.remaining or order.account != command.account:
             return [self._not_open(command.order_id, command.account, sequence)]
         book = self._books[order.command.symbol]
         instrument = book.instrument
@@ -577,17 +574,17 @@ class MatchingEngine:
         events.append(OrderCanceled(sequence, order.order_id, remaining, reason))
 
     def _close_open(self, order: Order) -> None:
-        """Forget an order that was open (in the indexes) and remember it as closed."""
-        del self._orders[order.order_id]
+        """Take an order that was open out of its account's index and remember it as closed."""
         del self._open_by_account[order.account][order.order_id]
-        self._remember_closed(order)
+        self._closed_ids.append(order.order_id)
 
     def _remember_closed(self, order: Order) -> None:
-        self._closed[order.order_id] = order
+        """Remember an order that closed on entry, without ever resting."""
+        self._orders[order.order_id] = order
         self._closed_ids.append(order.order_id)
 
     def _forget_closed(self) -> None:
         """Drop the oldest closed orders beyond the capacity (between commands only)."""
-        closed, closed_ids = self._closed, self._closed_ids
+        orders, closed_ids = self._orders, self._closed_ids
         for _ in range(len(closed_ids) - self._closed_capacity):
-            del closed[closed_ids.popleft()]
+            del orders[closed_ids.popleft()]
