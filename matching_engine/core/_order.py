@@ -25,7 +25,7 @@ also points at its price level, so a cancel finds its queue without a lookup.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._commands import NewOrder
 from ._types import (
@@ -93,6 +93,41 @@ class Order:
         copy.updated_at = self.updated_at
         self.remaining = 0
         return copy
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    # Snapshots pickle every order the engine knows. A positional state is several times faster
+    # to write and to read than the default of one {slot name: value} dict per order. The state
+    # (not the constructor's arguments) carries the level, because a level's queue points back
+    # at its orders and pickle resolves such cycles only through state.
+    def __getstate__(self) -> tuple[object, ...]:
+        return (
+            self.order_id,
+            self.command,
+            self.price,
+            self.quantity,
+            self.filled,
+            self.remaining,
+            self.level,
+            self.notional,
+            self.reason,
+            self.updated_at,
+        )
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        (
+            self.order_id,
+            self.command,
+            self.price,
+            self.quantity,
+            self.filled,
+            self.remaining,
+            self.level,
+            self.notional,
+            self.reason,
+            self.updated_at,
+        ) = state
+        self.account = self.command.account
 
     # -- derived views ------------------------------------------------------------------------
 

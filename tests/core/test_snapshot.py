@@ -44,3 +44,28 @@ def test_fingerprint_tells_different_books_apart() -> None:
     one.submit(limit("alice", "buy", 5, 9_990))
     other.submit(limit("alice", "buy", 6, 9_990))
     assert one.fingerprint() != other.fingerprint()
+
+
+def _order_fields(engine: MatchingEngine, order_id: int) -> tuple[object, ...] | None:
+    order = engine.order(order_id)
+    if order is None:
+        return None
+    level = None if order.level is None else (order.level.key, order.level.price)
+    return (
+        order.order_id, order.command, order.account, order.price, order.quantity, order.filled,
+        order.remaining, order.notional, order.reason, order.updated_at, order.status, level,
+    )  # fmt: skip
+
+
+def test_every_remembered_order_and_its_command_restore_field_for_field() -> None:
+    original = engine_with()
+    original.submit(limit("dave", "buy", 3, 9_000, post_only=True, client_order_id="keep-1"))
+    for command in _commands(300, seed=5):
+        original.submit(command)
+
+    restored = MatchingEngine.restore(original.snapshot())
+
+    ids = range(1, original.sequence + 1)
+    remembered = [_order_fields(original, order_id) for order_id in ids]
+    assert [_order_fields(restored, order_id) for order_id in ids] == remembered
+    assert sum(fields is not None for fields in remembered) > 200  # open and closed alike
