@@ -63,6 +63,7 @@ from matching_engine.ratelimit import RateLimiter
 from matching_engine.recovery import RecoveryReport, recover
 from matching_engine.sequencer import Applied, Sequencer
 from matching_engine.settings import Settings
+from matching_engine.snapshotter import ForkedSnapshot
 from matching_engine.views import (
     BookView,
     FillView,
@@ -141,6 +142,7 @@ class EngineService:
             snapshot_due=self._snapshot_if_due,
         )
         self._snapshot_sequence = recovery.snapshot_sequence
+        self._snapshot_task: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         self._published_mode: Mode | None = None
         self._mode_lock = asyncio.Lock()
@@ -202,6 +204,7 @@ class EngineService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
         await self._sequencer.stop()
+        await self.snapshot_stored()
         await self._journal.close()
         await self.audit.close()
         await self.rate_limiter.close()
@@ -693,24 +696,36 @@ class EngineService:
         sequence = self.engine.sequence
         if sequence - self._snapshot_sequence < self.settings.snapshot_every_commands:
             return
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            return  # one at a time: the next batch asks again
         # Whatever happens, the next attempt waits for another interval: a failing database must
-        # not cost a pickling of the book after every batch.
+        # not cost a snapshot after every batch.
         self._snapshot_sequence = sequence
         try:
-            # The sequencer waits here, so the engine does not change while it is pickled;
-            # the event loop keeps serving reads meanwhile. Storing it goes through the breaker
-            # with the commit deadline, like every other write.
-            state = await asyncio.to_thread(self.engine.snapshot)
+            # The sequencer waits only for the fork: the child has the engine as it is now.
+            child = ForkedSnapshot(self.engine)
+        except OSError as error:
+            self._snapshot_failed(sequence, error)
+            return
+        self._snapshot_task = asyncio.create_task(
+            self._store_snapshot(sequence, child), name=f"snapshot-{sequence}"
+        )
+
+    async def snapshot_stored(self) -> None:
+        """Wait until the snapshot in progress, if any, is stored (or has failed); bounded by the
+        child's deadline and the commit deadline."""
+        if self._snapshot_task is not None:
+            await self._snapshot_task
+
+    async def _store_snapshot(self, sequence: int, child: ForkedSnapshot) -> None:
+        """Wait for the child's bytes and store them, through the breaker with the commit
+        deadline like every other write."""
+        try:
+            state = await asyncio.to_thread(child.collect, self.settings.snapshot_timeout_s)
             async with self.db_breaker.guard(self.settings.db_commit_timeout_s):
                 taken_at = await self._journal.save_snapshot(sequence, state)
         except Exception as error:
-            log.warning(
-                "snapshot at %d failed: %s: %s",
-                sequence,
-                type(error).__name__,
-                error,
-                extra={"event": "snapshot.failed", "sequence": sequence},
-            )
+            self._snapshot_failed(sequence, error)
             return
         metrics.SNAPSHOT_SEQUENCE.set(sequence)
         metrics.record_snapshot(taken_at / 1e9)
@@ -719,6 +734,16 @@ class EngineService:
             sequence,
             len(state),
             extra={"event": "snapshot", "sequence": sequence, "bytes": len(state)},
+        )
+
+    @staticmethod
+    def _snapshot_failed(sequence: int, error: Exception) -> None:
+        log.warning(
+            "snapshot at %d failed: %s: %s",
+            sequence,
+            type(error).__name__,
+            error,
+            extra={"event": "snapshot.failed", "sequence": sequence},
         )
 
 

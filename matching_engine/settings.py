@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # No request waits longer than this for its answer (503 unavailable after it).
     request_deadline_s: float = Field(default=10.0, gt=0)
     snapshot_every_commands: int = Field(default=100_000, ge=1)
+    # A forked child pickles the engine (about 6 s per million resting orders); past this it is
+    # killed and the snapshot skipped.
+    snapshot_timeout_s: float = Field(default=300.0, gt=0)
     closed_order_capacity: int = Field(default=10_000, ge=1)
 
     # Database deadlines and pool.

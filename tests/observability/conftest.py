@@ -178,6 +178,7 @@ async def _run_scenario(served: Served, client: httpx.AsyncClient) -> Scenario:
     assert_problem(response, 401, "unauthenticated")
 
     callers = [seller, buyer, late, flooder, admin, stranger]
+    await service.snapshot_stored()  # taken in the background after the last batch
     return Scenario(
         symbol=symbol,
         other_symbol=other_symbol,
