@@ -246,7 +246,10 @@ class RedisLimiter:
             max_connections=pool_size,
             timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
+            # No per-read or per-write timeout of redis-py's: the breaker's deadline bounds every
+            # call already (a timed-out call disconnects its connection), and redis-py's own costs
+            # a task and a timer on each call.
+            socket_timeout=None,
             retry=Retry(NoBackoff(), retries=0),
         )
         self._redis = Redis.from_pool(pool)
