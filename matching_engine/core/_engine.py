@@ -26,8 +26,8 @@ the service can read the orders a command closed) and recent trades per symbol. 
 beyond the capacity are forgotten, oldest first, when the next command starts: never in the middle
 of one, so every order a command closes can still be read after it, however many it closed, and
 freeing costs each command no more than the previous one closed. The capacity is a cache size:
-the service reads older closed orders from its read model, and a history that stays small stays
-in the processor's caches (forgetting from a 100k history cost a fifth of the core's time).
+the service reads older closed orders from its read model, and the orders of a small history are
+still in the processor's caches when they are freed.
 
 The new-order, cancel and fill paths are written out inline, with attributes read once into
 locals: they run millions of times and a Python call costs as much as a dozen of those lines.
