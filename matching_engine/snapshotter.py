@@ -12,8 +12,9 @@ copies page tables, not pages (milliseconds).
 The child runs no code of the server's but the pickling: no event loop, no logging. It closes
 every file descriptor but the pipe and the standard streams first (no socket of the server's
 outlives the server in it), and ends with ``os._exit`` whatever happens, so no cleanup handler
-inherited from the server runs twice. While it lives, pages the server writes to are copied, so memory grows by at most the
-engine's size, and for that long only.
+inherited from the server runs twice. While it lives, pages the server writes to are copied, so
+memory grows by at most the engine's size, and for that long only. It runs at a lower priority
+than the server, and is the first process the kernel kills when memory runs out.
 
 :meth:`ForkedSnapshot.collect` (blocking: run it in a thread) reads the bytes, reaps the child and
 answers them; a child that fails or outlives the deadline is killed and reaped, and ``collect``
@@ -29,6 +30,7 @@ import select
 import signal
 import time
 import traceback
+from pathlib import Path
 
 from matching_engine.core import MatchingEngine
 
@@ -96,6 +98,12 @@ def _run_child(engine: MatchingEngine, read_fd: int, write_fd: int) -> None:
         signal.set_wakeup_fd(-1)
         for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, signal.SIG_DFL)
+        # The server comes first: the child yields the processor to it, and if memory runs
+        # short the kernel's out-of-memory killer picks the child (a lost snapshot) rather than
+        # the server (an outage).
+        os.nice(10)
+        with contextlib.suppress(OSError):
+            Path("/proc/self/oom_score_adj").write_text("1000")
         # Collecting would only touch (and so copy) more of the parent's pages.
         gc.disable()
         view = memoryview(engine.snapshot())

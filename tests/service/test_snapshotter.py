@@ -71,6 +71,29 @@ def test_a_child_past_its_deadline_is_killed_and_reaped() -> None:
     _assert_reaped(child.pid)
 
 
+def test_the_child_yields_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _busy_engine()
+    snapshot = MatchingEngine.snapshot
+
+    def slow_snapshot(engine: MatchingEngine) -> bytes:  # runs in the child
+        time.sleep(1)
+        return snapshot(engine)
+
+    monkeypatch.setattr(MatchingEngine, "snapshot", slow_snapshot)
+    child = ForkedSnapshot(engine)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the child lowers itself first thing; give it a moment
+        oom_score_adj = int(Path(f"/proc/{child.pid}/oom_score_adj").read_text())
+        nice = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        if oom_score_adj == 1000:
+            break
+        time.sleep(0.02)
+    child.collect(timeout_s=30)
+
+    assert oom_score_adj == 1000  # the first the out-of-memory killer picks
+    assert nice == os.nice(0) + 10
+
+
 def test_the_child_keeps_none_of_the_servers_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _busy_engine()
     snapshot = MatchingEngine.snapshot
