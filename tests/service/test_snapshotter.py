@@ -34,6 +34,17 @@ def _assert_reaped(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _slow_snapshots(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Every snapshot waits ``seconds`` before it pickles (in the child, which runs it)."""
+    snapshot = MatchingEngine.snapshot
+
+    def slow_snapshot(engine: MatchingEngine) -> bytes:
+        time.sleep(seconds)
+        return snapshot(engine)
+
+    monkeypatch.setattr(MatchingEngine, "snapshot", slow_snapshot)
+
+
 def test_the_child_pickles_the_engine_as_it_was_at_the_fork() -> None:
     engine = _busy_engine()
     at_fork = engine.fingerprint()
@@ -73,13 +84,7 @@ def test_a_child_past_its_deadline_is_killed_and_reaped() -> None:
 
 def test_the_child_yields_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _busy_engine()
-    snapshot = MatchingEngine.snapshot
-
-    def slow_snapshot(engine: MatchingEngine) -> bytes:  # runs in the child
-        time.sleep(1)
-        return snapshot(engine)
-
-    monkeypatch.setattr(MatchingEngine, "snapshot", slow_snapshot)
+    _slow_snapshots(monkeypatch, 1)
     child = ForkedSnapshot(engine)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the child lowers itself first thing; give it a moment
@@ -96,13 +101,7 @@ def test_the_child_yields_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_the_child_keeps_none_of_the_servers_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _busy_engine()
-    snapshot = MatchingEngine.snapshot
-
-    def slow_snapshot(engine: MatchingEngine) -> bytes:  # runs in the child
-        time.sleep(1)
-        return snapshot(engine)
-
-    monkeypatch.setattr(MatchingEngine, "snapshot", slow_snapshot)
+    _slow_snapshots(monkeypatch, 1)
     with socket.create_server(("127.0.0.1", 0)) as listening:
         child = ForkedSnapshot(engine)
         deadline = time.monotonic() + 5
@@ -126,13 +125,7 @@ async def test_orders_are_acknowledged_while_a_snapshot_is_taken(
     )
     await upgrade_async(settings)
     service = await EngineService.open(settings)
-    snapshot = MatchingEngine.snapshot
-
-    def slow_snapshot(engine: MatchingEngine) -> bytes:  # runs in the child
-        time.sleep(3)
-        return snapshot(engine)
-
-    monkeypatch.setattr(MatchingEngine, "snapshot", slow_snapshot)
+    _slow_snapshots(monkeypatch, 3)
     try:
         await service.add_instrument(
             Instrument("SN-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
