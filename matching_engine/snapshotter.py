@@ -9,12 +9,16 @@ the engine's memory at that instant, copy-on-write: the child pickles its copy a
 to a pipe, while the server goes on matching. The sequencer pauses only for the fork itself, which
 copies page tables, not pages (milliseconds).
 
-The child runs no code of the server's but the pickling: no event loop, no logging. It closes
-every file descriptor but the pipe and the standard streams first (no socket of the server's
-outlives the server in it), and ends with ``os._exit`` whatever happens, so no cleanup handler
-inherited from the server runs twice. While it lives, pages the server writes to are copied, so
-memory grows by at most the engine's size, and for that long only. It runs at a lower priority
-than the server, and is the first process the kernel kills when memory runs out.
+The server has other threads (asyncio's executor, aiosqlite's); the child has only the one that
+forked, which held the GIL, so the interpreter's state is whole, while a lock another thread held
+stays locked in the child forever. Hence the child runs no code of the server's but the pickling
+of plain objects: no event loop, no logging, no database driver, and a failure's traceback goes
+to file descriptor 2 directly, not through ``sys.stderr`` and its lock. It closes every file
+descriptor but the pipe and the standard streams first (no socket of the server's outlives the
+server in it), and ends with ``os._exit`` whatever happens, so no cleanup handler inherited from
+the server runs twice. While it lives, pages the server writes to are copied, so memory grows by
+at most the engine's size, and for that long only. It runs at a lower priority than the server,
+and is the first process the kernel kills when memory runs out.
 
 :meth:`ForkedSnapshot.collect` (blocking: run it in a thread) reads the bytes, reaps the child and
 answers them; a child that fails or outlives the deadline is killed and reaped, and ``collect``
@@ -111,7 +115,7 @@ def _run_child(engine: MatchingEngine, read_fd: int, write_fd: int) -> None:
             view = view[os.write(write_fd, view) :]
         status = 0
     except BaseException:
-        with contextlib.suppress(BaseException):
-            traceback.print_exc()  # the parent reports the failure; this says why
+        with contextlib.suppress(BaseException):  # the parent reports the failure; this says why
+            os.write(2, traceback.format_exc().encode())
     finally:
         os._exit(status)

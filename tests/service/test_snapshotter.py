@@ -58,7 +58,7 @@ def test_the_child_pickles_the_engine_as_it_was_at_the_fork() -> None:
     _assert_reaped(child.pid)
 
 
-def test_a_child_that_fails_is_reaped_and_reported() -> None:
+def test_a_child_that_fails_is_reaped_and_reported(capfd: pytest.CaptureFixture[str]) -> None:
     engine = _busy_engine()
     engine.snapshot = lambda: 1 / 0  # type: ignore[method-assign,assignment,return-value]
 
@@ -67,6 +67,7 @@ def test_a_child_that_fails_is_reaped_and_reported() -> None:
     with pytest.raises(SnapshotFailed, match="failed"):
         child.collect(timeout_s=30)
     _assert_reaped(child.pid)
+    assert "ZeroDivisionError" in capfd.readouterr().err  # why, on the server's stderr
 
 
 def test_a_child_past_its_deadline_is_killed_and_reaped() -> None:
