@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+import pytest_asyncio
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from matching_engine.migrate import upgrade
+from matching_engine.db import create_engine
+from matching_engine.migrate import upgrade, upgrade_async
 from tests.service.factories import settings_for
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -78,3 +81,23 @@ def fresh_pg_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """An empty database of this test's own, on each backend in turn."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("fresh_pg_url"))
+
+
+@pytest_asyncio.fixture
+async def migrated_database(backend_url: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """``backend_url``, migrated to the newest revision, as an engine disposed afterwards."""
+    settings = settings_for(backend_url, tmp_path)
+    await upgrade_async(settings)
+    database = create_engine(settings)
+    try:
+        yield database
+    finally:
+        await database.dispose()

@@ -22,16 +22,9 @@ pytestmark = pytest.mark.asyncio
 SYMBOL = "FO-USD"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("fresh_pg_url"))
-
-
 @pytest_asyncio.fixture
-async def service(url: str, tmp_path: Path) -> AsyncIterator[EngineService]:
-    settings = settings_for(url, tmp_path, closed_order_capacity=1)
+async def service(backend_url: str, tmp_path: Path) -> AsyncIterator[EngineService]:
+    settings = settings_for(backend_url, tmp_path, closed_order_capacity=1)
     await upgrade_async(settings)
     service = await EngineService.open(settings)
     try:

@@ -25,9 +25,7 @@ from matching_engine.core import (
     OrderType,
     Side,
 )
-from matching_engine.db import create_engine
 from matching_engine.journal import Journal
-from matching_engine.migrate import upgrade_async
 from matching_engine.projection import Projection
 from matching_engine.schema import fills, journal, orders, trades
 from tests.service.factories import settings_for
@@ -47,25 +45,9 @@ def order(side: Side, account: str, timestamp: int) -> NewOrder:
     return NewOrder(account, "JW-USD", side, OrderType.LIMIT, 5, 10_000, timestamp=timestamp)
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("fresh_pg_url"))
-
-
 @pytest_asyncio.fixture
-async def database(url: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    settings = settings_for(url, tmp_path)
-    await upgrade_async(settings)
-    database = create_engine(settings)
-    yield database
-    await database.dispose()
-
-
-@pytest_asyncio.fixture
-async def store(database: AsyncEngine) -> AsyncIterator[Journal]:
-    store = Journal(database)
+async def store(migrated_database: AsyncEngine) -> AsyncIterator[Journal]:
+    store = Journal(migrated_database)
     yield store
     await store.close()
 
@@ -79,7 +61,7 @@ async def counts(database: AsyncEngine) -> dict[str, int]:
 
 
 async def test_a_batch_is_written_whole_and_one_whose_sequence_is_taken_not_at_all(
-    store: Journal, database: AsyncEngine
+    store: Journal, migrated_database: AsyncEngine
 ) -> None:
     engine = MatchingEngine()
     commands = [
@@ -93,7 +75,7 @@ async def test_a_batch_is_written_whole_and_one_whose_sequence_is_taken_not_at_a
 
     await store.append(list(enumerate(commands[:2], start=1)), Projection())
     await store.append([(3, commands[2])], projection)
-    written = await counts(database)
+    written = await counts(migrated_database)
     assert written == {"journal": 3, "orders": 2, "fills": 2, "trades": 1}
     assert await store.projected_sequence() == 3
 
@@ -105,12 +87,12 @@ async def test_a_batch_is_written_whole_and_one_whose_sequence_is_taken_not_at_a
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         await store.append([(3, later)], late_rows)
 
-    assert await counts(database) == written
+    assert await counts(migrated_database) == written
     assert await store.projected_sequence() == 3
     assert [sequence async for sequence, _ in store.replay(after=0)] == [1, 2, 3]
     # The store still writes after a refused batch (on PostgreSQL, on a new connection).
     await store.append([(4, later)], Projection(sequence=4))
-    assert (await counts(database))["journal"] == 4
+    assert (await counts(migrated_database))["journal"] == 4
 
 
 def crossing_flow(count: int) -> list[Command]:
@@ -136,7 +118,11 @@ async def order_rows(database: AsyncEngine) -> list[tuple[int, str, str]]:
 
 
 async def test_the_rows_a_crash_left_unwritten_are_written_in_chunks(
-    store: Journal, database: AsyncEngine, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Journal,
+    migrated_database: AsyncEngine,
+    backend_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(recovery, "_REPLAY_FLUSH_ROWS", 4)  # a chunk every two pairs or so
     written: list[int] = []
@@ -150,25 +136,30 @@ async def test_the_rows_a_crash_left_unwritten_are_written_in_chunks(
     commands = crossing_flow(40)
     await journal_only(store, commands)
 
-    engine, report = await recovery.recover(store, settings_for(url, tmp_path))
+    engine, report = await recovery.recover(store, settings_for(backend_url, tmp_path))
 
     assert report.replayed == len(commands)
     assert len(written) > 5
     assert written == sorted(written)
     assert written[-1] == len(commands)
     assert await store.projected_sequence() == len(commands)
-    assert await counts(database) == {"journal": 41, "orders": 40, "fills": 40, "trades": 20}
+    assert await counts(migrated_database) == {
+        "journal": 41,
+        "orders": 40,
+        "fills": 40,
+        "trades": 20,
+    }
     # Each order's row is its final state in the recovered engine.
     expected = []
     for order_id in range(2, len(commands) + 1):
         recovered = engine.order(order_id)
         assert recovered is not None
         expected.append((order_id, recovered.status.value, str(recovered.filled)))
-    assert await order_rows(database) == expected
+    assert await order_rows(migrated_database) == expected
 
 
 async def test_a_chunk_that_fails_to_write_fails_recovery(
-    store: Journal, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Journal, backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(recovery, "_REPLAY_FLUSH_ROWS", 4)
     calls = 0
@@ -183,7 +174,7 @@ async def test_a_chunk_that_fails_to_write_fails_recovery(
     await journal_only(store, crossing_flow(40))
 
     with pytest.raises(ConnectionError, match="went away"):
-        await recovery.recover(store, settings_for(url, tmp_path))
+        await recovery.recover(store, settings_for(backend_url, tmp_path))
     assert calls == 2  # nothing was written after the failed chunk
     others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     assert all(task.done() for task in others)
