@@ -147,16 +147,17 @@ class AuditLog:
     async def flush(self) -> None:
         """Copy the entries written only on disk into the table (through the breaker)."""
         async with self._lock:
-            if not self._unwritten:
-                return
-            entries = list(self._unwritten.values())
-            async with self._breaker.guard(), self._database.begin() as connection:
-                await connection.execute(
-                    self._insert(admin_audit).on_conflict_do_nothing(),
-                    [entry.row() for entry in entries],
-                )
-            for entry in entries:
-                self._unwritten.pop(entry.audit_id, None)
+            # Until none is left: an entry recorded while a copy is under way has no flush of
+            # its own (record() starts one only when none runs).
+            while self._unwritten:
+                entries = list(self._unwritten.values())
+                async with self._breaker.guard(), self._database.begin() as connection:
+                    await connection.execute(
+                        self._insert(admin_audit).on_conflict_do_nothing(),
+                        [entry.row() for entry in entries],
+                    )
+                for entry in entries:
+                    self._unwritten.pop(entry.audit_id, None)
 
     async def newest(self, limit: int) -> list[AuditEntry]:
         """The newest entries first: the table's and the local file's, so that the trail can

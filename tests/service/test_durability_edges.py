@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from matching_engine import sequencer
 from matching_engine.core import Instrument
 from matching_engine.errors import Unavailable
 from matching_engine.migrate import upgrade_async
+from matching_engine.schema import admin_audit
 from matching_engine.service import EngineService
 from tests.service.factories import settings_for
 
@@ -50,6 +55,42 @@ async def test_a_line_torn_by_a_crash_does_not_spoil_the_audit_file(tmp_path: Pa
         await service.close()
     lines = service.settings.audit_path.read_text().splitlines()
     assert json.loads(lines[-1])["reason"] == "second"
+
+
+class HeldDatabase:
+    """The database, with every transaction held at its start until released."""
+
+    def __init__(self, database: AsyncEngine) -> None:
+        self.database = database
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        self.entered.set()
+        await self.release.wait()
+        async with self.database.begin() as connection:
+            yield connection
+
+
+@pytest.mark.asyncio
+async def test_an_entry_recorded_while_the_trail_is_being_copied_is_copied_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await _open(tmp_path)
+    held = HeldDatabase(service.database)
+    monkeypatch.setattr(service.audit, "_database", held)
+    try:
+        await service.set_mode(actor="sre", mode="post_only", symbol=None, reason="first")
+        await held.entered.wait()  # the copy of "first" is under way
+        await service.set_mode(actor="sre", mode="normal", symbol=None, reason="second")
+        held.release.set()
+        await service.audit.close()
+        async with service.database.connect() as connection:
+            copied = (await connection.scalars(select(admin_audit.c.reason))).all()
+        assert sorted(copied) == ["first", "second"]
+    finally:
+        await service.close()
 
 
 @pytest.mark.asyncio
