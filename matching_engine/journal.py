@@ -1,18 +1,20 @@
 """The repository: every SQL statement of the write path and of the read models lives here.
 
 The journal is append-only: one row per sequenced command, written in one transaction per batch
-(group commit) before any command of the batch is applied. The read-model rows of the previous
-batch ride in the same transaction, so one commit (one fsync) per batch carries both.
+(group commit) before any command of the batch is applied. The read-model rows are written by
+transactions of their own, after the commands that produced them were applied, on PostgreSQL over
+a second connection, so that the journal's commits, which requests wait for, carry nothing else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,25 +36,29 @@ _SNAPSHOTS_KEPT = 2
 class Journal:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._held: AsyncConnection | None = None  # see _writer()
-        self._writer_connection: Any = None
         is_postgresql = engine.dialect.name == "postgresql"
         dialect = postgresql if is_postgresql else sqlite
         kept = ("order_id", "account_id", "created_at")  # what an order's later rows never change
-        # PostgreSQL: the whole batch in one statement (see matching_engine.pg_batch).
-        self._batch_statement = (
-            BatchStatement(
-                append=journal,
-                upsert=(orders, ["order_id"], kept),
-                # Fills and trades never change: a row written by an earlier, in-doubt attempt
-                # is kept.
-                insert_new=(fills, trades),
+        # PostgreSQL: each write in one statement (see matching_engine.pg_batch), on a connection
+        # of its own: the journal's and the read models' go on side by side.
+        self._journal_statement: BatchStatement | None = None
+        self._projection_statement: BatchStatement | None = None
+        if is_postgresql:
+            self._journal_statement = BatchStatement(append=[journal])
+            self._projection_statement = BatchStatement(
+                upsert=[(orders, ["order_id"], kept)],
+                # Fills and trades never change: a row written by an earlier attempt is kept.
+                insert_new=[fills, trades],
+                progress=True,
             )
-            if is_postgresql
-            else None
-        )
-        # SQLite: a transaction of statements, built once: composing these per batch costs more
-        # than executing them.
+        self._journal_writer = _HeldConnection(engine)
+        # Read models can be rebuilt from the journal: their commits need not wait for the disk.
+        # A crash loses the last ones and their progress marker together, and recovery writes
+        # them again.
+        self._projection_writer = _HeldConnection(engine, "SET synchronous_commit = off")
+        # SQLite: one writer at a time (the file has one write lock), and transactions of
+        # statements built once: composing these per batch costs more than executing them.
+        self._sqlite_write = asyncio.Lock()
         upsert = dialect.insert(orders)
         self._upsert_orders = upsert.on_conflict_do_update(
             index_elements=["order_id"],
@@ -71,67 +77,45 @@ class Journal:
 
     # -- write path ---------------------------------------------------------------------------
 
-    async def append(self, entries: Sequence[tuple[int, Command]], projection: Projection) -> None:
-        """Journal a batch and the pending read-model rows, in one transaction."""
-        await self._write(_rows(entries, projection), projection.sequence)
+    async def append(self, entries: Sequence[tuple[int, Command]]) -> None:
+        """Journal a batch of sequenced commands, in one transaction. A sequence that is already
+        there fails the whole batch."""
+        rows = [
+            {"sequence": sequence, "kind": codec.kind(command), "command": codec.encode(command)}
+            for sequence, command in entries
+        ]
+        if self._journal_statement is not None:
+            await self._journal_writer.execute(
+                self._journal_statement.sql, *self._journal_statement.arguments({journal: rows})
+            )
+            return
+        async with self._sqlite_write, self._engine.begin() as connection:
+            await connection.execute(journal.insert(), rows)
 
     async def write_projection(self, projection: Projection) -> None:
-        await self._write(_rows((), projection), projection.sequence)
-
-    async def _write(self, rows: dict[Table, list[dict[str, Any]]], projected: int) -> None:
-        if self._batch_statement is not None:
-            await self._write_in_one_statement(rows, projected)
+        """Write read-model rows and how far they reach, in one transaction. Writing the same
+        rows again is harmless: orders are upserted, fills and trades kept when present."""
+        rows = {
+            orders: [view.row() for view in projection.orders.values()],
+            fills: [_fill_row(fill) for fill in projection.fills],
+            trades: [_trade_row(trade) for trade in projection.trades],
+        }
+        if self._projection_statement is not None:
+            arguments = self._projection_statement.arguments(rows, projection.sequence)
+            await self._projection_writer.execute(self._projection_statement.sql, *arguments)
             return
-        async with self._engine.begin() as connection:
-            if rows[journal]:
-                await connection.execute(journal.insert(), rows[journal])
+        async with self._sqlite_write, self._engine.begin() as connection:
             if rows[orders]:
                 await connection.execute(self._upsert_orders, rows[orders])
-            # Fills and trades never change: a row written by an earlier, in-doubt attempt is
-            # kept.
             if rows[fills]:
                 await connection.execute(self._insert_fills, rows[fills])
             if rows[trades]:
                 await connection.execute(self._insert_trades, rows[trades])
-            await connection.execute(self._set_progress, {"id": 1, "sequence": projected})
-
-    async def _write_in_one_statement(
-        self, rows: dict[Table, list[dict[str, Any]]], projected: int
-    ) -> None:
-        assert self._batch_statement is not None
-        arguments = self._batch_statement.arguments(rows, projected)
-        writer = await self._writer()
-        try:
-            await writer.execute(self._batch_statement.sql, *arguments)
-        except BaseException:
-            # Failed, timed out or cancelled, the connection is in an unknown state (or dead
-            # with the server): the next write connects afresh.
-            await self.close()
-            raise
-
-    async def _writer(self) -> Any:
-        """The asyncpg connection batches are written on, held between batches.
-
-        asyncpg itself, because SQLAlchemy would wrap the statement in BEGIN and COMMIT, and
-        held, because a checkout from SQLAlchemy's pool costs about as much Python as the
-        write. There is one writer, the sequencer (recovery writes before it starts).
-        """
-        if self._held is None:
-            held = await self._engine.connect()
-            try:
-                self._writer_connection = (await held.get_raw_connection()).driver_connection
-            except BaseException:
-                await held.close()
-                raise
-            self._held = held
-        return self._writer_connection
+            await connection.execute(self._set_progress, {"id": 1, "sequence": projection.sequence})
 
     async def close(self) -> None:
-        """Give back the held connection, discarded: it may be in any state."""
-        held, self._held, self._writer_connection = self._held, None, None
-        if held is not None:
-            await held.invalidate()
-            await held.close()
+        await self._journal_writer.close()
+        await self._projection_writer.close()
 
     async def last_timestamp(self) -> int:
         """The timestamp of the newest journaled command (0 for an empty journal)."""
@@ -280,21 +264,6 @@ class Journal:
         return [_trade_view(row._mapping) for row in rows]
 
 
-def _rows(
-    entries: Sequence[tuple[int, Command]], projection: Projection
-) -> dict[Table, list[dict[str, Any]]]:
-    """The rows of each table to write for a batch and the read-model rows before it."""
-    return {
-        journal: [
-            {"sequence": sequence, "kind": codec.kind(command), "command": codec.encode(command)}
-            for sequence, command in entries
-        ],
-        orders: [view.row() for view in projection.orders.values()],
-        fills: [_fill_row(fill) for fill in projection.fills],
-        trades: [_trade_row(trade) for trade in projection.trades],
-    }
-
-
 def _fill_row(fill: FillView) -> dict[str, Any]:
     return {
         "trade_id": int(fill.trade_id),
@@ -376,3 +345,53 @@ def _trade_view(row: Any) -> TradeView:
         sequence=int(row["sequence"]),
         timestamp=int(row["timestamp"]),
     )
+
+
+class _HeldConnection:
+    """An asyncpg connection taken from the pool once and held for one writer's statements.
+
+    asyncpg itself, because SQLAlchemy would wrap a statement in BEGIN and COMMIT, and held,
+    because a checkout from SQLAlchemy's pool costs about as much Python as the write. Each
+    writer (the sequencer, the projector) is one task, so a connection runs one statement at a
+    time.
+    """
+
+    def __init__(self, engine: AsyncEngine, setup: str | None = None) -> None:
+        self._engine = engine
+        self._setup = setup  # run once on each new connection
+        self._held: AsyncConnection | None = None
+        self._connection: Any = None
+
+    async def execute(self, sql: str, *arguments: Any) -> None:
+        connection = await self._get()
+        try:
+            await connection.execute(sql, *arguments)
+        except BaseException:
+            # Failed, timed out or cancelled, the connection is in an unknown state (or dead
+            # with the server): the next write connects afresh.
+            await self.close()
+            raise
+
+    async def _get(self) -> Any:
+        if self._connection is not None and self._connection.is_closed():
+            # The server or the network closed it while it was idle (a restart, an outage).
+            await self.close()
+        if self._held is None:
+            held = await self._engine.connect()
+            try:
+                connection: Any = (await held.get_raw_connection()).driver_connection
+                if self._setup is not None:
+                    await connection.execute(self._setup)
+            except BaseException:
+                await held.invalidate()
+                await held.close()
+                raise
+            self._held, self._connection = held, connection
+        return self._connection
+
+    async def close(self) -> None:
+        """Give back the held connection, discarded: it may be in any state."""
+        held, self._held, self._connection = self._held, None, None
+        if held is not None:
+            await held.invalidate()
+            await held.close()

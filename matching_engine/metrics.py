@@ -128,6 +128,10 @@ MODE_CHANGES = Counter(
     ["to_mode", "cause"],
 )
 QUEUE_DEPTH = Gauge("matching_engine_sequencer_queue_commands", "Commands waiting to be sequenced.")
+READ_MODEL_LAG = Gauge(
+    "matching_engine_read_model_lag_commands",
+    "Applied commands whose read-model rows are not written yet (queries merge them meanwhile).",
+)
 SHED = Counter(
     "matching_engine_shed_requests_total",
     "Requests refused at once because the engine was overloaded, by where they were refused.",

@@ -2,8 +2,8 @@
 
 The sequencer records every command's events here right after applying it, while the engine still
 holds the touched orders in the state that command left them in. The same views answer the
-request that sent the command. Rows accumulate until the next journal transaction (or an idle
-flush) writes them; until then queries merge them over what the tables hold.
+request that sent the command. Rows accumulate until the projector's next write (see
+:mod:`matching_engine.sequencer`); until then queries merge them over what the tables hold.
 """
 
 from __future__ import annotations

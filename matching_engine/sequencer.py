@@ -4,9 +4,16 @@ Theory of operation
 -------------------
 Requests put commands on a queue and wait. One asyncio task takes every command waiting (up to
 ``batch_max_commands``), stamps each with the time, numbers them after the engine's sequence, and
-journals the whole batch in one transaction together with the read-model rows of the batches
-before it (group commit: one fsync for many commands). Only after the commit does it apply the
-commands to the engine, in order, and answer each request with what its command did.
+journals the whole batch in one transaction (group commit: one fsync for many commands). Only
+after the commit does it apply the commands to the engine, in order, and answer each request with
+what its command did.
+
+The read-model rows of the applied commands are written by a second task, the projector, one
+write at a time, with whatever accumulated while the previous write was under way. The journal's
+commits, which requests wait for, carry nothing else, and the two writes use the database's
+cores side by side. Queries merge the rows not written yet over the tables, so nobody waits for
+the projector; if a write fails, its rows wait for the next one, and after a crash recovery
+writes what the journal holds past the read models' progress marker.
 
 If the commit fails, nothing is applied and every request of the batch is answered with
 :class:`Unavailable`; no 2xx is ever given for a command that is not durable. A commit that
@@ -59,8 +66,7 @@ class Applied:
 
 # The command, the future its request awaits, and its request's trace (None while tracing is off).
 _Waiter = tuple[Command, "asyncio.Future[Applied]", tracing.CommandTrace | None]
-_IDLE_FLUSH_S = 0.1
-_IDLE_RETRY_S = 1.0
+_PROJECTION_RETRY_S = 1.0
 
 
 class Sequencer:
@@ -82,28 +88,34 @@ class Sequencer:
         self._breaker = breaker
         self._gate = gate
         self._queue: asyncio.Queue[_Waiter] = asyncio.Queue(settings.queue_max_commands)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         # Resumed from the journal: after a restart with the clock behind, times still go on.
         self._last_timestamp = last_timestamp
         self._in_doubt: list[tuple[int, Command]] = []
-        self._in_doubt_projection: Projection | None = None
         self.pending = Projection(sequence=engine.sequence)  # applied, not yet in the read models
         self.flushing: Projection | None = None  # being written right now
-        self._flush_failed = False
+        self._projected = engine.sequence  # the read models' progress marker, as last written
+        self._projection_due = asyncio.Event()
         self._on_batch = on_batch
         self._snapshot_due = snapshot_due
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sequencer")
+        metrics.READ_MODEL_LAG.set_function(lambda: self.engine.sequence - self._projected)
+        self._tasks = [
+            asyncio.create_task(self._run(), name="sequencer"),
+            asyncio.create_task(self._project(), name="projector"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop both tasks. Rows the projector had not written are written by the next start's
+        recovery."""
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         while not self._queue.empty():
             _, future, _ = self._queue.get_nowait()
             if not future.done():
@@ -111,8 +123,7 @@ class Sequencer:
 
     def unwritten(self) -> list[Projection]:
         """Read-model rows of applied commands that may not be in the tables yet, oldest first."""
-        projections = [self._in_doubt_projection, self.flushing, self.pending]
-        return [projection for projection in projections if projection is not None]
+        return [projection for projection in (self.flushing, self.pending) if projection]
 
     # -- the request side ---------------------------------------------------------------------
 
@@ -142,18 +153,7 @@ class Sequencer:
 
     async def _run(self) -> None:
         while True:
-            behind = bool(self.pending or self._in_doubt)
-            # Read-model rows ride with the next batch; they get a write of their own only once
-            # the queue has stayed empty for a while. Queries merge the unwritten rows, so
-            # nobody waits for them; a short wait would only give every command of a slow,
-            # steady flow two writes instead of one.
-            wait = None if not behind else _IDLE_RETRY_S if self._flush_failed else _IDLE_FLUSH_S
-            try:
-                async with asyncio.timeout(wait):
-                    batch = [await self._queue.get()]
-            except TimeoutError:
-                await self._flush_when_idle()
-                continue
+            batch = [await self._queue.get()]
             while len(batch) < self._settings.batch_max_commands and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             metrics.QUEUE_DEPTH.set(self._queue.qsize())
@@ -179,31 +179,26 @@ class Sequencer:
             (start + offset, self._stamped(command))
             for offset, (command, _, _) in enumerate(batch, start=1)
         ]
-        projection, self.pending = self.pending, Projection(sequence=self.pending.sequence)
-        self.flushing = projection
         started = time.perf_counter()
         try:
             with tracing.journal_commit((trace for _, _, trace in batch), len(batch)):
                 async with self._breaker.guard(self._settings.db_commit_timeout_s):
-                    await self._journal.append(entries, projection)
+                    await self._journal.append(entries)
         except BreakerOpen as error:  # nothing was sent: not in doubt
-            self.flushing = None
-            self.pending = projection.absorb(self.pending)
             self._fail(batch, error)
             return
         except Exception as error:
             # The commit may or may not have happened: settle it before journaling anything else.
-            self._in_doubt, self._in_doubt_projection = entries, projection
-            self.flushing = None
+            self._in_doubt = entries
             self._fail(batch, error)
             return
-        self.flushing = None
         if self._on_batch is not None:
             self._on_batch(len(batch), time.perf_counter() - started)
         for (sequence, command), (_, future, trace) in zip(entries, batch, strict=True):
             applied = self._apply(sequence, command, trace)
             if not future.done():
                 future.set_result(applied)
+        self._projection_due.set()
         metrics.publish_best_prices(self.engine, {o.symbol for o in self.pending.orders.values()})
         if self._snapshot_due is not None:
             await self._snapshot_due()
@@ -250,39 +245,43 @@ class Sequencer:
             return
         async with self._breaker.guard():
             journaled = [entry async for entry in self._journal.replay(after=self.engine.sequence)]
-        entries, projection = self._in_doubt, self._in_doubt_projection
-        self._in_doubt, self._in_doubt_projection = [], None
-        assert projection is not None
-        if journaled[: len(entries)] != entries:
-            # That batch did not commit, nor did its read-model rows.
-            self.pending = projection.absorb(self.pending)
+        self._in_doubt = []
         for sequence, command in journaled:
             log.warning("applying journaled command %d from an in-doubt commit", sequence)
             self._apply(sequence, command)
+        if journaled:
+            self._projection_due.set()
 
-    async def _flush_when_idle(self) -> None:
-        """Nothing is waiting: write the read-model rows now rather than with the next batch."""
-        try:
-            await self._resolve_doubt()
-            if not self.pending:
-                return
+    # -- the projector ------------------------------------------------------------------------
+
+    async def _project(self) -> None:
+        """Write the read-model rows of applied commands, one write at a time, in order."""
+        while True:
+            await self._projection_due.wait()
+            self._projection_due.clear()
+            if not self.pending and self.pending.sequence == self._projected:
+                continue
             projection, self.pending = self.pending, Projection(sequence=self.pending.sequence)
             self.flushing = projection
             try:
                 async with self._breaker.guard(self._settings.db_commit_timeout_s):
                     await self._journal.write_projection(projection)
-            except Exception:
-                # Keep the rows for the next try. Rewriting them is harmless even if this write
-                # did commit: every read-model write is an upsert or skips existing rows.
+            except Exception as error:
+                # Keep the rows for the next write, before the ones applied since.
                 self.pending = projection.absorb(self.pending)
-                raise
+                self._projection_due.set()
+                log.warning(
+                    "read-model write up to %d failed: %s: %s",
+                    projection.sequence,
+                    type(error).__name__,
+                    error,
+                    extra={"event": "read_model.write_failed", "sequence": projection.sequence},
+                )
+                await asyncio.sleep(_PROJECTION_RETRY_S)
+            else:
+                self._projected = projection.sequence
             finally:
                 self.flushing = None
-        except Exception as error:
-            self._flush_failed = True
-            log.warning("read-model flush failed: %s: %s", type(error).__name__, error)
-        else:
-            self._flush_failed = False
 
 
 def _expire(future: asyncio.Future[Applied]) -> None:

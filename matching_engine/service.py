@@ -421,7 +421,14 @@ class EngineService:
                 instrument = self._instrument(order.symbol)
                 view = order_view(order, instrument)
         else:
-            view = await self._read(lambda: self._journal.order(account_id, identifier))
+            # Forgotten by the engine: its newest row not yet written, else the table's.
+            projections = self._unwritten()
+            view = next(
+                (p.orders[identifier] for p in reversed(projections) if identifier in p.orders),
+                None,
+            ) or await self._read(lambda: self._journal.order(account_id, identifier))
+            if view is not None and view.account_id != account_id:
+                view = None
         if view is None:
             raise NotFound("no such order")
         return await self._with_all_fills(view)

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     closed_order_capacity: int = Field(default=10_000, ge=1)
 
     # Database deadlines and pool.
-    db_pool_size: int = Field(default=5, ge=1)
+    # At least three: the journal writer and the projector each hold one, reads share the rest.
+    db_pool_size: int = Field(default=5, ge=3)
     db_pool_timeout_s: float = Field(default=2.0, gt=0)
     db_connect_timeout_s: float = Field(default=3.0, gt=0)
     db_statement_timeout_s: float = Field(default=5.0, gt=0)

@@ -142,7 +142,11 @@ async def _run_scenario(served: Served, client: httpx.AsyncClient) -> Scenario:
         request_id = f"obs-{step}"
         request_ids.append(request_id)
         headers = {**caller.headers, "X-Request-ID": request_id}
-        return await client.request(method, path, headers=headers, **options)
+        response = await client.request(method, path, headers=headers, **options)
+        # A snapshot is stored in the background, and one due while another is under way waits
+        # for a later batch: waiting here puts every snapshot at the sequence it is due.
+        await service.snapshot_stored()
+        return response
 
     async def order(step: str, caller: Caller, **fields: Any) -> httpx.Response:
         return await send(step, "POST", "/v1/orders", caller, json=order_body(symbol, **fields))
@@ -178,7 +182,6 @@ async def _run_scenario(served: Served, client: httpx.AsyncClient) -> Scenario:
     assert_problem(response, 401, "unauthenticated")
 
     callers = [seller, buyer, late, flooder, admin, stranger]
-    await service.snapshot_stored()  # taken in the background after the last batch
     return Scenario(
         symbol=symbol,
         other_symbol=other_symbol,

@@ -1,5 +1,6 @@
 """The write of a batch: all of it or none of it, on PostgreSQL's one statement and on SQLite's
-transaction alike; a journal row is never overwritten or skipped. And recovery's writes of the
+transaction alike; a journal row is never overwritten or skipped. The read models' writes: rows
+and progress together, harmless when repeated. And recovery's writes of the
 read-model rows a crash left unwritten: in chunks that land in order while the replay goes on; a
 chunk that fails to write fails recovery."""
 
@@ -63,6 +64,25 @@ async def counts(database: AsyncEngine) -> dict[str, int]:
 async def test_a_batch_is_written_whole_and_one_whose_sequence_is_taken_not_at_all(
     store: Journal, migrated_database: AsyncEngine
 ) -> None:
+    commands = [AddInstrument(INSTRUMENT, timestamp=1), order(Side.SELL, "maker", 2)]
+    await store.append(list(enumerate(commands, start=1)))
+    assert await counts(migrated_database) == {"journal": 2, "orders": 0, "fills": 0, "trades": 0}
+
+    # A batch that reuses sequence 2 (another writer's commit that landed after its doubt) is
+    # refused by the journal's key, and its other row (sequence 3) does not stay either.
+    late = order(Side.SELL, "late", 3)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await store.append([(3, late), (2, late)])
+
+    assert [sequence async for sequence, _ in store.replay(after=0)] == [1, 2]
+    # The store still writes after a refused batch (on PostgreSQL, on a new connection).
+    await store.append([(3, late)])
+    assert (await counts(migrated_database))["journal"] == 3
+
+
+async def test_read_model_rows_land_with_their_progress_and_may_be_written_twice(
+    store: Journal, migrated_database: AsyncEngine
+) -> None:
     engine = MatchingEngine()
     commands = [
         AddInstrument(INSTRUMENT, timestamp=1),
@@ -72,27 +92,18 @@ async def test_a_batch_is_written_whole_and_one_whose_sequence_is_taken_not_at_a
     projection = Projection()
     for sequence, command in enumerate(commands, start=1):
         projection.record(engine, sequence, engine.submit(command))
+    await store.append(list(enumerate(commands, start=1)))
 
-    await store.append(list(enumerate(commands[:2], start=1)), Projection())
-    await store.append([(3, commands[2])], projection)
+    await store.write_projection(projection)
     written = await counts(migrated_database)
     assert written == {"journal": 3, "orders": 2, "fills": 2, "trades": 1}
     assert await store.projected_sequence() == 3
-
-    # A batch that reuses sequence 3 (another writer's commit that landed after its doubt) is
-    # refused by the journal's key, and none of its other rows stay.
-    later = order(Side.SELL, "late", 4)
-    late_rows = Projection()
-    late_rows.record(engine, 4, engine.submit(later))
-    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
-        await store.append([(3, later)], late_rows)
-
+    # Again, as after a write whose outcome was unknown: upserts and kept rows, no duplicates.
+    await store.write_projection(projection)
     assert await counts(migrated_database) == written
-    assert await store.projected_sequence() == 3
-    assert [sequence async for sequence, _ in store.replay(after=0)] == [1, 2, 3]
-    # The store still writes after a refused batch (on PostgreSQL, on a new connection).
-    await store.append([(4, later)], Projection(sequence=4))
-    assert (await counts(migrated_database))["journal"] == 4
+    # Progress moves on without rows (commands that changed no order).
+    await store.write_projection(Projection(sequence=4))
+    assert await store.projected_sequence() == 4
 
 
 def crossing_flow(count: int) -> list[Command]:
@@ -106,7 +117,7 @@ def crossing_flow(count: int) -> list[Command]:
 
 async def journal_only(store: Journal, commands: list[Command]) -> None:
     """The journal of ``commands`` with none of their read-model rows, as after a crash."""
-    await store.append(list(enumerate(commands, start=1)), Projection())
+    await store.append(list(enumerate(commands, start=1)))
     assert await store.projected_sequence() == 0
 
 
