@@ -67,9 +67,10 @@ class State(TypedDict):
 class Gateway(FastAPI):
     """FastAPI, with order entry let in below the framework's outer layers.
 
-    The gateway's own middleware (traces, request ids and logs, metrics, load shedding, the body
-    limit and the order fast path) is one chain, which FastAPI builds into its stack as it builds
-    any middleware. ``POST /v1/orders`` enters that chain directly. The layers outside it would
+    Load shedding comes first, before any other layer. The gateway's own middleware (traces,
+    request ids and logs, metrics, the body limit and the order fast path) is one chain, which
+    FastAPI builds into its stack as it builds any middleware. ``POST /v1/orders`` enters that
+    chain directly. The layers outside it would
     only pass the order along: Starlette's 500 page is never reached, because the request-context
     layer answers errors first, and FastAPI's telemetry and body limit are switched off here.
     Every other request takes the whole stack.
@@ -80,13 +81,14 @@ class Gateway(FastAPI):
         self._settings = settings
         self._order_entry: tuple[str, ASGIApp] | None = None  # (path, chain), once built
         self.add_middleware(self._gateway_middleware)
+        # Outside everything, so that a refusal costs no other layer.
+        self._door = InFlightLimitMiddleware(self._dispatch, settings.max_requests_in_flight)
 
     def _gateway_middleware(self, app: ASGIApp) -> ASGIApp:
         """The chain around FastAPI's routing, innermost first (see api.middleware)."""
         order_entry = OrderEntryMiddleware(app)
         chain: ASGIApp = order_entry
         chain = BodyLimitMiddleware(chain, max_body_bytes=self._settings.max_body_bytes)
-        chain = InFlightLimitMiddleware(chain, self._settings.max_requests_in_flight)
         chain = HttpMetricsMiddleware(chain)
         chain = RequestContextMiddleware(chain)
         chain = TracingMiddleware(chain)
@@ -94,6 +96,9 @@ class Gateway(FastAPI):
         return chain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._door(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         order_entry = self._order_entry
         if (
             order_entry is not None

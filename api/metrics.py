@@ -26,6 +26,7 @@ __all__ = [
     "HTTP_REQUESTS_TOTAL",
     "HTTP_REQUEST_DURATION_SECONDS",
     "HttpMetricsMiddleware",
+    "count_answer",
     "count_refused_order",
     "method_label",
     "route_template",
@@ -69,6 +70,13 @@ def route_template(scope: Scope) -> str:
     return getattr(scope.get("route"), "path", None) or "unmatched"
 
 
+def count_answer(scope: Scope, status: int, seconds: float) -> None:
+    """Count one answered request and how long it took."""
+    labels = (route_template(scope), method_label(scope), f"{status // 100}xx")
+    _requests(*labels).inc()
+    _durations(*labels).observe(seconds)
+
+
 def method_label(scope: Scope) -> str:
     method: str = scope["method"]
     return method if method in _METHODS else "OTHER"
@@ -104,6 +112,4 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
-            labels = (route_template(scope), method_label(scope), f"{status // 100}xx")
-            _requests(*labels).inc()
-            _durations(*labels).observe(time.perf_counter() - start)
+            count_answer(scope, status, time.perf_counter() - start)

@@ -4,14 +4,16 @@ shedding and the body size limit.
 Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the body can be
 counted as it streams in instead of being read whole first.
 
-The gateway's chain, outermost first (built by :class:`api.app.Gateway`, which lets
-``POST /v1/orders`` in at its top rather than through FastAPI's own outer layers)::
+The gateway's layers, outermost first (built by :class:`api.app.Gateway`, which lets
+``POST /v1/orders`` into its chain at the top rather than through FastAPI's own outer layers)::
 
+    InFlightLimitMiddleware    503 overloaded at once past the in-flight limit (load shedding),
+                               before anything else
+    (FastAPI's outer layers, for every request but POST /v1/orders)
     TracingMiddleware          the http.request server span, while tracing is on
     RequestContextMiddleware   X-Request-ID on every response, one log line per request; an
                                escaped exception -> 500
     HttpMetricsMiddleware      (api.metrics) counts every answer, the 500 above included
-    InFlightLimitMiddleware    503 overloaded at once past the in-flight limit (load shedding)
     BodyLimitMiddleware        413 before the body is read when Content-Length is too large,
                                or as soon as a streamed body passes the limit
     OrderEntryMiddleware       (api.order_entry) the fast path of POST /v1/orders
@@ -20,6 +22,7 @@ The gateway's chain, outermost first (built by :class:`api.app.Gateway`, which l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -28,11 +31,12 @@ import time
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.metrics import method_label, route_template
+from api.metrics import count_answer, method_label, route_template
 from api.problems import HTTPProblem, problem_response
 from matching_engine import tracing
 from matching_engine.logs import request_id
 from matching_engine.metrics import SHED
+from matching_engine.sequencer import request_arrival
 
 __all__ = [
     "BodyLimitMiddleware",
@@ -58,6 +62,12 @@ def _new_request_id() -> str:
     """128 random bits in hex. A request id correlates, it protects nothing, so the seeded
     Mersenne Twister does: a system-random id cost a system call on every request."""
     return f"{random.getrandbits(128):032x}"
+
+
+def response_request_id(scope: Scope) -> str:
+    """The id an answer carries: the client's ``X-Request-ID`` when it sent a sane one."""
+    sent = header(scope, _REQUEST_ID_HEADER)
+    return sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else _new_request_id()
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -129,8 +139,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = header(scope, _REQUEST_ID_HEADER)
-        rid = sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else _new_request_id()
+        rid = response_request_id(scope)
         token = request_id.set(rid)
         began = time.perf_counter()
         started = False
@@ -236,11 +245,22 @@ class InFlightLimitMiddleware:
     """Answer 503 ``overloaded`` at once when ``max_in_flight`` requests are already in progress.
 
     Load shedding at the door: past the point where the process can keep up, a request that is
-    let in only waits longer and makes every other one slower. Liveness and readiness probes are
+    let in only waits longer and makes every other one slower. A request let in has its arrival
+    noted, from which its deadline counts (see :mod:`matching_engine.sequencer`). Liveness and readiness probes are
     never shed, so an overloaded engine is not mistaken for a dead one.
+
+    It is the outermost layer, and its refusal is one pre-rendered answer: under overload every
+    refusal takes a turn of the same event loop that serves the admitted requests, so a
+    refusal must cost as little as it can. It carries the ``X-Request-ID`` and is counted in
+    the HTTP metrics (route ``unmatched``: it never reached the router) and in the shed
+    counter, but gets no access-log line and no trace span, which would cost more than the
+    refusal itself (the shed counter is the record of a flood).
     """
 
     _EXEMPT = frozenset({"/livez", "/readyz", "/metrics"})
+    _REFUSAL = problem_response(
+        503, "overloaded", "the engine is overloaded; retry later", {"Retry-After": "1"}
+    )
 
     def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
         self.app = app
@@ -252,17 +272,21 @@ class InFlightLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:
-            SHED.labels("http").inc()
-            response = problem_response(
-                503,
-                "overloaded",
-                "the engine is overloaded; retry later",
-                {"Retry-After": "1"},
-            )
-            await response(scope, receive, send)
+            await self._refuse(scope, send)
             return
+        arrival = request_arrival.set(asyncio.get_running_loop().time())
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            request_arrival.reset(arrival)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        began = time.perf_counter()
+        SHED.labels("http").inc()
+        rid = response_request_id(scope).encode()
+        headers = [*self._REFUSAL.raw_headers, (_REQUEST_ID_HEADER, rid)]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": self._REFUSAL.body})
+        count_answer(scope, 503, time.perf_counter() - began)

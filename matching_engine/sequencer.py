@@ -26,7 +26,11 @@ Every database call goes through the database circuit breaker, with the commit d
 it, so a slow database counts as a failing one; while the breaker is open the batch fails at once.
 
 The queue is bounded: when it is full, a request is refused at once with ``overloaded`` rather
-than queued behind work it would time out waiting for (load shedding). Each command passes the
+than queued behind work it would time out waiting for (load shedding). The request deadline
+counts from the request's arrival (:data:`request_arrival`, set by the gateway), not from its
+command's turn in the queue: time spent before, in the rate limiter or waiting for the event loop
+of an overloaded process, is taken from the wait here, and a command whose deadline passed before
+it was queued is refused as ``overloaded``, definitely not applied. Each command passes the
 ``gate`` (the degradation modes) when its batch is formed, so a mode change takes effect for
 commands still waiting in the queue, too.
 """
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
@@ -50,9 +55,14 @@ from matching_engine.projection import Projection
 from matching_engine.settings import Settings
 from matching_engine.views import OrderView
 
-__all__ = ["Applied", "Sequencer"]
+__all__ = ["Applied", "Sequencer", "request_arrival"]
 
 log = logging.getLogger(__name__)
+
+# The event loop's time when the request now running came in; None outside a request.
+request_arrival: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "request_arrival", default=None
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +140,21 @@ class Sequencer:
     async def submit(self, command: Command, deadline_s: float) -> Applied:
         """Sequence, journal and apply ``command``; answer what it did once it is durable.
 
-        Raises :class:`TimeoutError` when there is no answer within ``deadline_s``. The command
-        stays queued when its caller stops waiting, by the deadline or by being cancelled: it
-        may already be in a batch. Its future is then done, and the writer, which answers only
+        Raises :class:`TimeoutError` when there is no answer within ``deadline_s`` of the
+        request's arrival (or of now, outside a request), and :class:`Unavailable`
+        (``overloaded``) at once when that deadline passed before the command was queued. The
+        command stays queued when its caller stops waiting, by the deadline or by being
+        cancelled: it may already be in a batch. Its future is then done, and the writer, which answers only
         futures that are not, leaves it alone. (One timer handle rather than ``asyncio.timeout``
         and ``asyncio.shield``: those cost several times as much, on every order.)
         """
         loop = asyncio.get_running_loop()
+        arrived = request_arrival.get()
+        if arrived is not None:
+            deadline_s -= loop.time() - arrived
+            if deadline_s <= 0:
+                metrics.SHED.labels("deadline").inc()
+                raise Unavailable("the engine is overloaded; retry later", "overloaded")
         future: asyncio.Future[Applied] = loop.create_future()
         try:
             self._queue.put_nowait((command, future, tracing.command_trace()))

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     queue_max_commands: int = Field(default=256, ge=1)
     # HTTP requests in progress beyond this are refused at once (503 overloaded).
     max_requests_in_flight: int = Field(default=128, ge=1)
-    # No request waits longer than this for its answer (503 unavailable after it).
+    # No write waits longer than this, from its arrival, for its answer: 503 overloaded when it
+    # passed before the write was queued, 503 unavailable when it passes while journaling.
     request_deadline_s: float = Field(default=10.0, gt=0)
     snapshot_every_commands: int = Field(default=100_000, ge=1)
     # A forked child pickles the engine (about 6 s per million resting orders); past this it is

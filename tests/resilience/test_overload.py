@@ -145,12 +145,16 @@ async def call(
 
 
 async def shed_counts(served: Served) -> dict[str, float]:
-    """``matching_engine_shed_requests_total`` by stage, from ``/metrics``."""
+    """``matching_engine_shed_requests_total`` by stage, and the 5xx answers to order entry that
+    never reached the router (``unrouted``), from ``/metrics``."""
     exposition = (await call(served, "GET", "/metrics")).response.text
-    return {
+    counts = {
         stage: metric(exposition, "matching_engine_shed_requests_total", {"stage": stage}) or 0.0
         for stage in ("queue", "http")
     }
+    unrouted = {"route": "unmatched", "method": "POST", "status": "5xx"}
+    counts["unrouted"] = metric(exposition, "matching_engine_http_requests_total", unrouted) or 0.0
+    return counts
 
 
 def place(
@@ -300,3 +304,7 @@ class TestInFlightLimit:
         assert ready.response.json()["status"] == "ready"
         assert max(live.took_s, ready.took_s) < SHED_WITHIN_S
         assert shed_after["http"] - shed_before["http"] == self.SENT - self.MAX_IN_FLIGHT
+        # The refusals skip every other layer, yet are counted and carry a request id.
+        assert shed_after["unrouted"] - shed_before["unrouted"] == self.SENT - self.MAX_IN_FLIGHT
+        refused = [answer for answer in answers if answer.status != 201]
+        assert all(len(a.response.headers["x-request-id"]) == 32 for a in refused)

@@ -182,3 +182,56 @@ async def test_an_order_past_its_deadline_is_answered_503_and_still_applied_once
         assert order.client_order_id == "late-1"
     finally:
         await service.close()
+
+
+def _arrived_ago(seconds: float) -> None:
+    """As the gateway does when a request comes in, but ``seconds`` earlier."""
+    sequencer.request_arrival.set(asyncio.get_running_loop().time() - seconds)
+
+
+async def _place_late(service: EngineService, client_order_id: str) -> None:
+    await service.place_order(
+        "trader", symbol="DL-USD", side="buy", type="limit", quantity=Decimal(1),
+        price=Decimal(10), time_in_force=None, post_only=False, stp="none",
+        client_order_id=client_order_id,
+    )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_the_deadline_counts_from_the_requests_arrival(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await _open(tmp_path, request_deadline_s=1.0)
+    try:
+        await service.add_instrument(
+            Instrument("DL-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
+            actor="test",
+        )
+        sequence = service.sequence
+
+        # Its whole deadline went by before it reached the queue: refused, not applied.
+        _arrived_ago(1.2)
+        with pytest.raises(Unavailable) as refused:
+            await _place_late(service, "late-1")
+        assert refused.value.code == "overloaded"
+        assert service.sequence == sequence
+
+        # Most of it went by: the wait for the journal gets only what is left.
+        release = asyncio.Event()
+        append = service._journal.append
+
+        async def held_append(*args: object, **kwargs: object) -> None:
+            await release.wait()
+            await append(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(service._journal, "append", held_append)
+        _arrived_ago(0.8)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(Unavailable, match="deadline"):
+            await _place_late(service, "late-2")
+        assert loop.time() - began < 0.5
+        release.set()
+    finally:
+        sequencer.request_arrival.set(None)
+        await service.close()
