@@ -350,7 +350,7 @@ class EngineService:
             if first.code is ErrorCode.NOT_FOUND and order_id is not None:
                 # The core only remembers recent closes; the read model knows the rest.
                 account = getattr(command, "account", None)
-                if account and await self._read(lambda: self._journal.order(account, order_id)):
+                if account and await self._forgotten_order(account, order_id):
                     raise Refused(ErrorCode.ORDER_NOT_OPEN)
             raise Refused(first.code)
         return applied
@@ -371,9 +371,18 @@ class EngineService:
             if not order.is_open:
                 raise Refused(ErrorCode.ORDER_NOT_OPEN)
             return order
-        if await self._read(lambda: self._journal.order(account_id, order_id)):
+        if await self._forgotten_order(account_id, order_id):
             raise Refused(ErrorCode.ORDER_NOT_OPEN)
         raise NotFound("no such order")
+
+    async def _forgotten_order(self, account_id: str, order_id: int) -> OrderView | None:
+        """The caller's order that the engine no longer remembers: its newest row not written
+        yet, else the table's (the database may be down: then 503)."""
+        projections = self._unwritten()
+        view = next(
+            (p.orders[order_id] for p in reversed(projections) if order_id in p.orders), None
+        ) or await self._read(lambda: self._journal.order(account_id, order_id))
+        return view if view is not None and view.account_id == account_id else None
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -421,14 +430,7 @@ class EngineService:
                 instrument = self._instrument(order.symbol)
                 view = order_view(order, instrument)
         else:
-            # Forgotten by the engine: its newest row not yet written, else the table's.
-            projections = self._unwritten()
-            view = next(
-                (p.orders[identifier] for p in reversed(projections) if identifier in p.orders),
-                None,
-            ) or await self._read(lambda: self._journal.order(account_id, identifier))
-            if view is not None and view.account_id != account_id:
-                view = None
+            view = await self._forgotten_order(account_id, identifier)
         if view is None:
             raise NotFound("no such order")
         return await self._with_all_fills(view)

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from matching_engine import sequencer
 from matching_engine.core import Instrument
+from matching_engine.errors import Refused
 from matching_engine.migrate import upgrade_async
 from matching_engine.projection import Projection
 from matching_engine.service import EngineService
@@ -93,6 +94,12 @@ async def test_orders_are_acknowledged_and_read_while_the_read_model_write_is_he
     assert len(await service.list_fills("taker", symbol=SYMBOL, limit=10)) == 3
     # The five orders are not in the tables, and the gauge says so.
     assert _lag() == 5
+
+    # A write to an order the engine forgot is told apart from one to an unknown order by the
+    # rows not written yet, too: 409, not 404.
+    with pytest.raises(Refused) as closed:
+        await service.cancel_order(makers[0].account_id, makers[0].order_id)
+    assert closed.value.code == "order_not_open"
 
     release.set()
     await _projected(service)
