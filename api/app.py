@@ -70,10 +70,9 @@ class Gateway(FastAPI):
     Load shedding comes first, before any other layer. The gateway's own middleware (traces,
     request ids and logs, metrics, the body limit and the order fast path) is one chain, which
     FastAPI builds into its stack as it builds any middleware. ``POST /v1/orders`` enters that
-    chain directly. The layers outside it would
-    only pass the order along: Starlette's 500 page is never reached, because the request-context
-    layer answers errors first, and FastAPI's telemetry and body limit are switched off here.
-    Every other request takes the whole stack.
+    chain directly. The layers outside it would only pass the order along: Starlette's 500 page
+    is never reached, because the request-context layer answers errors first, and FastAPI's
+    telemetry and body limit are switched off here. Every other request takes the whole stack.
     """
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:

@@ -246,8 +246,8 @@ class InFlightLimitMiddleware:
 
     Load shedding at the door: past the point where the process can keep up, a request that is
     let in only waits longer and makes every other one slower. A request let in has its arrival
-    noted, from which its deadline counts (see :mod:`matching_engine.sequencer`). Liveness and readiness probes are
-    never shed, so an overloaded engine is not mistaken for a dead one.
+    noted, from which its deadline counts (see :mod:`matching_engine.sequencer`). Liveness and
+    readiness probes are never shed, so an overloaded engine is not mistaken for a dead one.
 
     It is the outermost layer, and its refusal is one pre-rendered answer: under overload every
     refusal takes a turn of the same event loop that serves the admitted requests, so a

@@ -148,9 +148,10 @@ class Sequencer:
         request's arrival (or of now, outside a request), and :class:`Unavailable`
         (``overloaded``) at once when that deadline passed before the command was queued. The
         command stays queued when its caller stops waiting, by the deadline or by being
-        cancelled: it may already be in a batch. Its future is then done, and the writer, which answers only
-        futures that are not, leaves it alone. (One timer handle rather than ``asyncio.timeout``
-        and ``asyncio.shield``: those cost several times as much, on every order.)
+        cancelled: it may already be in a batch. Its future is then done, and the writer, which
+        answers only futures that are not, leaves it alone. (One timer handle rather than
+        ``asyncio.timeout`` and ``asyncio.shield``: those cost several times as much, on every
+        order.)
         """
         loop = asyncio.get_running_loop()
         arrived = request_arrival.get()
