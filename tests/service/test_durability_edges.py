@@ -148,42 +148,6 @@ async def test_concurrent_mode_changes_leave_the_trail_and_the_engine_agreeing(
         await service.close()
 
 
-@pytest.mark.asyncio
-async def test_an_order_past_its_deadline_is_answered_503_and_still_applied_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    service = await _open(tmp_path, request_deadline_s=0.5)
-    try:
-        await service.add_instrument(
-            Instrument("DL-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
-            actor="test",
-        )
-        release = asyncio.Event()
-        append = service._journal.append
-
-        async def held_append(*args: object, **kwargs: object) -> None:
-            await release.wait()  # the commit takes longer than the request may wait
-            await append(*args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(service._journal, "append", held_append)
-        with pytest.raises(Unavailable, match="deadline"):
-            await service.place_order(
-                "trader", symbol="DL-USD", side="buy", type="limit", quantity=Decimal(1),
-                price=Decimal(10), time_in_force=None, post_only=False, stp="none",
-                client_order_id="late-1",
-            )  # fmt: skip
-        release.set()
-        # The command was already queued: it is applied when the write lands, exactly once.
-        for _ in range(100):
-            if service.engine.open_order_count:
-                break
-            await asyncio.sleep(0.01)
-        [order] = service.engine.open_orders("trader")
-        assert order.client_order_id == "late-1"
-    finally:
-        await service.close()
-
-
 def _arrived_ago(seconds: float) -> None:
     """As the gateway does when a request comes in, but ``seconds`` earlier."""
     sequencer.request_arrival.set(asyncio.get_running_loop().time() - seconds)
@@ -195,6 +159,44 @@ async def _place_late(service: EngineService, client_order_id: str) -> None:
         price=Decimal(10), time_in_force=None, post_only=False, stp="none",
         client_order_id=client_order_id,
     )  # fmt: skip
+
+
+def _hold_journal(service: EngineService, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Hold every journal commit until the event this answers is set."""
+    release = asyncio.Event()
+    append = service._journal.append
+
+    async def held_append(*args: object, **kwargs: object) -> None:
+        await release.wait()
+        await append(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service._journal, "append", held_append)
+    return release
+
+
+@pytest.mark.asyncio
+async def test_an_order_past_its_deadline_is_answered_503_and_still_applied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await _open(tmp_path, request_deadline_s=0.5)
+    try:
+        await service.add_instrument(
+            Instrument("DL-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
+            actor="test",
+        )
+        release = _hold_journal(service, monkeypatch)  # longer than the request may wait
+        with pytest.raises(Unavailable, match="deadline"):
+            await _place_late(service, "late-1")
+        release.set()
+        # The command was already queued: it is applied when the write lands, exactly once.
+        for _ in range(100):
+            if service.engine.open_order_count:
+                break
+            await asyncio.sleep(0.01)
+        [order] = service.engine.open_orders("trader")
+        assert order.client_order_id == "late-1"
+    finally:
+        await service.close()
 
 
 @pytest.mark.asyncio
@@ -217,14 +219,7 @@ async def test_the_deadline_counts_from_the_requests_arrival(
         assert service.sequence == sequence
 
         # Most of it went by: the wait for the journal gets only what is left.
-        release = asyncio.Event()
-        append = service._journal.append
-
-        async def held_append(*args: object, **kwargs: object) -> None:
-            await release.wait()
-            await append(*args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(service._journal, "append", held_append)
+        release = _hold_journal(service, monkeypatch)
         _arrived_ago(0.8)
         loop = asyncio.get_running_loop()
         began = loop.time()

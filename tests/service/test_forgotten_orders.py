@@ -10,51 +10,26 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from matching_engine.core import Instrument
 from matching_engine.errors import NotFound, Refused
-from matching_engine.migrate import upgrade_async
 from matching_engine.service import EngineService
-from matching_engine.views import OrderView
-from tests.service.factories import settings_for
+from tests.service.factories import forgetful_service, place
 
 pytestmark = pytest.mark.asyncio
-
-SYMBOL = "FO-USD"
 
 
 @pytest_asyncio.fixture
 async def service(backend_url: str, tmp_path: Path) -> AsyncIterator[EngineService]:
-    settings = settings_for(backend_url, tmp_path, closed_order_capacity=1)
-    await upgrade_async(settings)
-    service = await EngineService.open(settings)
-    try:
-        await service.add_instrument(
-            Instrument(SYMBOL, Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
-            actor="test",
-        )
+    async with forgetful_service(backend_url, tmp_path) as service:
         yield service
-    finally:
-        await service.close()
-
-
-async def _place(
-    service: EngineService, account: str, side: str, quantity: int, price: int | None
-) -> OrderView:
-    view, _ = await service.place_order(
-        account, symbol=SYMBOL, side=side, type="limit" if price else "market",
-        quantity=Decimal(quantity), price=None if price is None else Decimal(price),
-        time_in_force=None, post_only=False, stp="none", client_order_id=None,
-    )  # fmt: skip
-    return view
 
 
 async def test_a_forgotten_canceled_order_answers_as_a_remembered_one(
     service: EngineService,
 ) -> None:
-    first = await _place(service, "a", "buy", 1, 10)
+    first = await place(service, "a", "buy", 1, 10)
     await service.cancel_order("a", first.order_id)
     for _ in range(3):  # later closes push the first one out of the engine's history
-        later = await _place(service, "a", "buy", 1, 10)
+        later = await place(service, "a", "buy", 1, 10)
         await service.cancel_order("a", later.order_id)
     assert service.engine.order(int(first.order_id)) is None
 
@@ -76,9 +51,9 @@ async def test_a_forgotten_canceled_order_answers_as_a_remembered_one(
 async def test_one_command_that_closes_more_orders_than_the_history_holds_answers_them_all(
     service: EngineService,
 ) -> None:
-    makers = [await _place(service, f"m{i}", "sell", 1, 10 + i) for i in range(3)]
+    makers = [await place(service, f"m{i}", "sell", 1, 10 + i) for i in range(3)]
 
-    taker = await _place(service, "t", "buy", 3, None)
+    taker = await place(service, "t", "buy", 3, None)
 
     assert (taker.status, taker.filled_quantity) == ("filled", Decimal(3))
     for maker in makers:

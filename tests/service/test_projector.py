@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,45 +13,18 @@ import pytest_asyncio
 from prometheus_client import REGISTRY
 
 from matching_engine import sequencer
-from matching_engine.core import Instrument
 from matching_engine.errors import Refused
-from matching_engine.migrate import upgrade_async
 from matching_engine.projection import Projection
 from matching_engine.service import EngineService
-from matching_engine.views import OrderView
-from tests.service.factories import settings_for
+from tests.service.factories import SYMBOL, forgetful_service, place
 
 pytestmark = pytest.mark.asyncio
-
-SYMBOL = "PJ-USD"
 
 
 @pytest_asyncio.fixture
 async def service(backend_url: str, tmp_path: Path) -> AsyncIterator[EngineService]:
-    # A history of one closed order: reads of the others come from the tables and the rows not
-    # written yet, never from the engine.
-    settings = settings_for(backend_url, tmp_path, closed_order_capacity=1)
-    await upgrade_async(settings)
-    service = await EngineService.open(settings)
-    try:
-        await service.add_instrument(
-            Instrument(SYMBOL, Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
-            actor="test",
-        )
+    async with forgetful_service(backend_url, tmp_path) as service:
         yield service
-    finally:
-        await service.close()
-
-
-async def _place(
-    service: EngineService, account: str, side: str, quantity: int, price: int
-) -> OrderView:
-    view, _ = await service.place_order(
-        account, symbol=SYMBOL, side=side, type="limit", quantity=Decimal(quantity),
-        price=Decimal(price), time_in_force=None, post_only=False, stp="none",
-        client_order_id=None,
-    )  # fmt: skip
-    return view
 
 
 def _lag() -> float | None:
@@ -80,10 +52,10 @@ async def test_orders_are_acknowledged_and_read_while_the_read_model_write_is_he
         await write(projection)
 
     monkeypatch.setattr(service._journal, "write_projection", held_write)
-    makers = [await _place(service, f"maker-{i}", "sell", 1, 10) for i in range(3)]
-    taker = await _place(service, "taker", "buy", 3, 10)  # fills all three makers
+    makers = [await place(service, f"maker-{i}", "sell", 1, 10) for i in range(3)]
+    taker = await place(service, "taker", "buy", 3, 10)  # fills all three makers
     assert taker.status == "filled"
-    await _place(service, "other", "buy", 1, 5)  # the engine forgets closed orders here
+    await place(service, "other", "buy", 1, 5)  # the engine forgets closed orders here
     assert all(service.engine.order(int(maker.order_id)) is None for maker in makers)
 
     # Nothing is in the tables yet, and the reads answer as if it were.
@@ -124,9 +96,9 @@ async def test_a_failed_read_model_write_is_tried_again_with_the_rows_since(
         await write(projection)
 
     monkeypatch.setattr(service._journal, "write_projection", refused_once)
-    first = await _place(service, "a", "buy", 1, 9)
+    first = await place(service, "a", "buy", 1, 9)
     await refused.wait()
-    second = await _place(service, "a", "buy", 1, 8)
+    second = await place(service, "a", "buy", 1, 8)
 
     await _projected(service)
     for order in (first, second):
