@@ -30,7 +30,7 @@ from api.middleware import (
     RequestContextMiddleware,
     TracingMiddleware,
 )
-from api.order_entry import OrderEntryMiddleware
+from api.order_entry import OrderEntry, OrderEntryMiddleware
 from api.routes import routers
 from matching_engine import __version__, tracing
 from matching_engine.logs import configure_logging
@@ -70,16 +70,18 @@ class Gateway(FastAPI):
 
     Load shedding comes first, before any other layer. The gateway's own middleware (traces,
     request ids and logs, metrics, the body limit and the order fast path) is one chain, which
-    FastAPI builds into its stack as it builds any middleware. ``POST /v1/orders`` enters that
-    chain directly. The layers outside it would only pass the order along: Starlette's 500 page
-    is never reached, because the request-context layer answers errors first, and FastAPI's
-    telemetry and body limit are switched off here. Every other request takes the whole stack.
+    FastAPI builds into its stack as it builds any middleware. ``POST /v1/orders`` goes to
+    :class:`api.order_entry.OrderEntry`, which serves it doing the chain's work itself, or
+    hands it to the chain directly. The layers outside the chain would only pass the order
+    along: Starlette's 500 page is never reached, because the request-context layer answers
+    errors first, and FastAPI's telemetry and body limit are switched off here. Every other
+    request takes the whole stack.
     """
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._settings = settings
-        self._order_entry: tuple[str, ASGIApp] | None = None  # (path, chain), once built
+        self._order_entry: OrderEntry | None = None  # once FastAPI builds its stack
         self.add_middleware(self._gateway_middleware)
         # Outside everything, so that a refusal costs no other layer.
         self._door = InFlightLimitMiddleware(self._dispatch, settings.max_requests_in_flight)
@@ -92,7 +94,9 @@ class Gateway(FastAPI):
         chain = HttpMetricsMiddleware(chain)
         chain = RequestContextMiddleware(chain)
         chain = TracingMiddleware(chain)
-        self._order_entry = (order_entry.route.path, chain)
+        self._order_entry = OrderEntry(
+            chain, order_entry.route, max_body_bytes=self._settings.max_body_bytes
+        )
         return chain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,10 +108,10 @@ class Gateway(FastAPI):
             order_entry is not None
             and scope["type"] == "http"
             and scope["method"] == "POST"
-            and scope["path"] == order_entry[0]
+            and scope["path"] == order_entry.route.path
         ):
             scope["app"] = self  # as Starlette sets it: handlers and the router read it
-            await order_entry[1](scope, receive, send)
+            await order_entry(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

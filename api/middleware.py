@@ -9,6 +9,8 @@ The gateway's layers, outermost first (built by :class:`api.app.Gateway`, which 
 
     InFlightLimitMiddleware    503 overloaded at once past the in-flight limit (load shedding),
                                before anything else
+    OrderEntry                 (api.order_entry) POST /v1/orders only: serves the orders it can
+                               with this chain's work done in one layer; the rest go on below
     (FastAPI's outer layers, for every request but POST /v1/orders)
     TracingMiddleware          the http.request server span, while tracing is on
     RequestContextMiddleware   X-Request-ID on every response, one log line per request; an
@@ -22,7 +24,6 @@ The gateway's layers, outermost first (built by :class:`api.app.Gateway`, which 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import re
@@ -32,19 +33,23 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import count_answer, method_label, route_template
-from api.problems import HTTPProblem, problem_response
+from api.problems import HTTPProblem, ProblemResponse, problem_response
 from matching_engine import tracing
 from matching_engine.logs import request_id
 from matching_engine.metrics import SHED
 from matching_engine.sequencer import request_arrival
 
 __all__ = [
+    "REQUEST_ID_HEADER",
     "BodyLimitMiddleware",
     "InFlightLimitMiddleware",
     "RequestContextMiddleware",
     "TracingMiddleware",
     "header",
+    "internal_error",
+    "log_request",
     "request_id",  # kept here for callers of old: it lives in matching_engine.logs
+    "response_request_id",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,7 +59,7 @@ access_log = logging.getLogger("api.access")
 # get no trace.
 _QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
-_REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
@@ -66,7 +71,7 @@ def _new_request_id() -> str:
 
 def response_request_id(scope: Scope) -> str:
     """The id an answer carries: the client's ``X-Request-ID`` when it sent a sane one."""
-    sent = header(scope, _REQUEST_ID_HEADER)
+    sent = header(scope, REQUEST_ID_HEADER)
     return sent.decode() if sent and _SANE_REQUEST_ID.fullmatch(sent) else _new_request_id()
 
 
@@ -153,30 +158,35 @@ class RequestContextMiddleware:
                 headers = [
                     (key, value)
                     for key, value in message.get("headers", ())
-                    if key.lower() != _REQUEST_ID_HEADER
+                    if key.lower() != REQUEST_ID_HEADER
                 ]
-                headers.append((_REQUEST_ID_HEADER, rid.encode()))
+                headers.append((REQUEST_ID_HEADER, rid.encode()))
                 message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            logger.exception(
-                "unhandled error", extra={"request_id": rid, "method": scope.get("method")}
-            )
+            response = internal_error(scope, rid)
             if started:
                 raise
-            response = problem_response(
-                500, "internal_error", f"an unexpected error occurred (request id {rid})"
-            )
             await response(scope, receive, send_with_id)
         finally:
-            _log_request(scope, status, time.perf_counter() - began)
+            log_request(scope, status, time.perf_counter() - began)
             request_id.reset(token)
 
 
-def _log_request(scope: Scope, status: int, seconds: float) -> None:
+def internal_error(scope: Scope, rid: str) -> ProblemResponse:
+    """Log the exception being handled, with its stack trace, and answer the 500 that names the
+    request id (and nothing of the error itself)."""
+    logger.exception("unhandled error", extra={"request_id": rid, "method": scope.get("method")})
+    return problem_response(
+        500, "internal_error", f"an unexpected error occurred (request id {rid})"
+    )
+
+
+def log_request(scope: Scope, status: int, seconds: float) -> None:
+    """The request's access-log line (logger ``api.access``)."""
     level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
     if not access_log.isEnabledFor(level):
         return
@@ -274,7 +284,8 @@ class InFlightLimitMiddleware:
         if self.in_flight >= self.max_in_flight:
             await self._refuse(scope, send)
             return
-        arrival = request_arrival.set(asyncio.get_running_loop().time())
+        # time.monotonic(), not the loop's time: asyncio.get_running_loop() is a system call.
+        arrival = request_arrival.set(time.monotonic())
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
@@ -286,7 +297,7 @@ class InFlightLimitMiddleware:
         began = time.perf_counter()
         SHED.labels("http").inc()
         rid = response_request_id(scope).encode()
-        headers = [*self._REFUSAL.raw_headers, (_REQUEST_ID_HEADER, rid)]
+        headers = [*self._REFUSAL.raw_headers, (REQUEST_ID_HEADER, rid)]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": self._REFUSAL.body})
         count_answer(scope, 503, time.perf_counter() - began)

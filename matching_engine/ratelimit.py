@@ -257,10 +257,14 @@ class RedisLimiter:
         self._breaker = breaker
         self._batch: list[tuple[str, Limit, int, asyncio.Future[list[int]]]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        # The loop of the first check: asyncio.get_running_loop() makes a system call each time.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
         """The decision; raises on a Redis error or timeout, :class:`BreakerOpen` when open."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
         if not self._batch:
             loop.call_soon(self._send_batch)

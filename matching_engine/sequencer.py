@@ -59,7 +59,7 @@ __all__ = ["Applied", "Sequencer", "request_arrival"]
 
 log = logging.getLogger(__name__)
 
-# The event loop's time when the request now running came in; None outside a request.
+# When the request now running came in, in time.monotonic() seconds; None outside a request.
 request_arrival: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "request_arrival", default=None
 )
@@ -112,10 +112,14 @@ class Sequencer:
         self._projection_due = asyncio.Event()
         self._on_batch = on_batch
         self._snapshot_due = snapshot_due
+        # Kept from start(): asyncio.get_running_loop() makes a getpid() system call (a fork
+        # check), which under load cost more than the rest of submit().
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         metrics.READ_MODEL_LAG.set_function(lambda: self.engine.sequence - self._projected)
         self._tasks = [
             asyncio.create_task(self._run(), name="sequencer"),
@@ -153,10 +157,10 @@ class Sequencer:
         ``asyncio.timeout`` and ``asyncio.shield``: those cost several times as much, on every
         order.)
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         arrived = request_arrival.get()
         if arrived is not None:
-            deadline_s -= loop.time() - arrived
+            deadline_s -= time.monotonic() - arrived
             if deadline_s <= 0:
                 metrics.SHED.labels("deadline").inc()
                 raise Unavailable("the engine is overloaded; retry later", "overloaded")

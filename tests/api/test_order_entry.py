@@ -4,17 +4,25 @@ would, and hands every request it does not fully understand to the route, body a
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from starlette.types import Message, Receive, Scope, Send
 
 from api import order_entry
+from api.middleware import RequestContextMiddleware
 from api.order_entry import OrderEntryMiddleware
+from api.routes import orders
+from matching_engine import tracing
+from matching_engine.logs import request_id
 from tests.api.conftest import BACKENDS, Served
-from tests.api.factories import Caller, order_body, place
+from tests.api.factories import Caller, assert_problem, order_body, place
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -221,3 +229,148 @@ class TestTheWayIn:
         assert entered == ["/v1/orders"]  # the GET; the POST went straight to the gateway chain
         # The chain still did its work on the order.
         assert len(placed.headers["x-request-id"]) == 32
+
+
+class _AccessLines(logging.Handler):
+    """Access-log lines as (method, route, status, the request id bound when logged)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[object, ...]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = (getattr(record, name, None) for name in ("method", "route", "status"))
+        self.lines.append((*fields, request_id.get()))
+
+
+def _answered(status: str) -> float:
+    labels = {"route": "/v1/orders", "method": "POST", "status": status}
+    return REGISTRY.get_sample_value("matching_engine_http_requests_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS[:1], indirect=True)
+class TestOneLayer:
+    """An order the fast path serves skips the gateway chain too, but not the chain's work."""
+
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def chain_entries(
+        self,
+        client: httpx.AsyncClient,
+        trader: Caller,
+        symbol: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> list[str]:
+        """Who entered the chain, after the trader's first order made its key a known one."""
+        await place(client, trader, symbol)
+        entered: list[str] = []
+        outer = RequestContextMiddleware.__call__
+
+        async def counting(
+            layer: RequestContextMiddleware, scope: Scope, receive: Receive, send: Send
+        ) -> None:
+            entered.append(scope["path"])
+            await outer(layer, scope, receive, send)
+
+        monkeypatch.setattr(RequestContextMiddleware, "__call__", counting)
+        return entered
+
+    async def test_it_carries_the_request_id_is_counted_and_logged(
+        self,
+        client: httpx.AsyncClient,
+        trader: Caller,
+        symbol: str,
+        chain_entries: list[str],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        answered = _answered("2xx")
+        access = _AccessLines()
+        logger = logging.getLogger("api.access")
+        logger.addHandler(access)
+        try:
+            with caplog.at_level(logging.INFO, logger="api.access"):
+                placed = await client.post(
+                    "/v1/orders",
+                    json=order_body(symbol),
+                    headers={**trader.headers, "X-Request-ID": "one-layer-1"},
+                )
+        finally:
+            logger.removeHandler(access)
+
+        assert placed.status_code == 201
+        assert chain_entries == []
+        assert placed.headers["x-request-id"] == "one-layer-1"
+        assert _answered("2xx") == answered + 1
+        assert access.lines == [("POST", "/v1/orders", 201, "one-layer-1")]
+
+    async def test_a_refusal_carries_the_request_id(
+        self, client: httpx.AsyncClient, trader: Caller, chain_entries: list[str]
+    ) -> None:
+        refused = await client.post(
+            "/v1/orders",
+            json=order_body("NOPE-USD"),
+            headers={**trader.headers, "X-Request-ID": "one-layer-2"},
+        )
+
+        assert_problem(refused, 422, "unknown_symbol")
+        assert chain_entries == []
+        assert refused.headers["x-request-id"] == "one-layer-2"
+
+    async def test_an_unexpected_error_is_a_500_problem_naming_the_request(
+        self,
+        client: httpx.AsyncClient,
+        trader: Caller,
+        symbol: str,
+        chain_entries: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        async def broken(*_args: object) -> None:
+            raise RuntimeError("internal state /srv/secret went wrong")
+
+        monkeypatch.setattr(orders, "place", broken)
+        answered = _answered("5xx")
+        assert chain_entries == []
+
+        response = await client.post(
+            "/v1/orders",
+            json=order_body(symbol),
+            headers={**trader.headers, "X-Request-ID": "one-layer-3"},
+        )
+
+        problem = assert_problem(response, 500, "internal_error")
+        assert "one-layer-3" in problem["detail"]
+        assert "secret" not in response.text
+        assert response.headers["x-request-id"] == "one-layer-3"
+        assert _answered("5xx") == answered + 1
+        assert any(r.message == "unhandled error" and r.exc_info for r in caplog.records)
+
+    async def test_without_a_content_length_an_order_takes_the_chain(
+        self, client: httpx.AsyncClient, trader: Caller, symbol: str, chain_entries: list[str]
+    ) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield json.dumps(order_body(symbol)).encode()
+
+        placed = await client.post(
+            "/v1/orders",
+            content=chunks(),
+            headers={**trader.headers, "Content-Type": "application/json"},
+        )
+
+        assert "content-length" not in placed.request.headers
+        assert placed.status_code == 201
+        assert chain_entries == ["/v1/orders"]
+
+    async def test_while_tracing_is_on_orders_take_the_chain(
+        self,
+        client: httpx.AsyncClient,
+        trader: Caller,
+        symbol: str,
+        chain_entries: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(tracing, "is_enabled", lambda: True)
+
+        placed = await client.post("/v1/orders", json=order_body(symbol), headers=trader.headers)
+
+        assert placed.status_code == 201
+        assert chain_entries == ["/v1/orders"]

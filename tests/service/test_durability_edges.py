@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -150,7 +151,7 @@ async def test_concurrent_mode_changes_leave_the_trail_and_the_engine_agreeing(
 
 def _arrived_ago(seconds: float) -> None:
     """As the gateway does when a request comes in, but ``seconds`` earlier."""
-    sequencer.request_arrival.set(asyncio.get_running_loop().time() - seconds)
+    sequencer.request_arrival.set(time.monotonic() - seconds)
 
 
 async def _place_late(service: EngineService, client_order_id: str) -> None:
