@@ -75,7 +75,6 @@ class Settings(BaseSettings):
     rate_limit_degraded_factor: float = Field(default=0.5, gt=0, le=1)
     rate_limit_fallback_factor: float = Field(default=0.5, gt=0, le=1)
     redis_socket_timeout_s: float = Field(default=0.1, gt=0)
-    redis_pool_size: int = Field(default=20, ge=1)
     redis_breaker_fail_max: int = Field(default=3, ge=1)
     redis_breaker_reset_s: float = Field(default=5.0, gt=0)
     # The database breaker: when it opens the engine turns read-only by itself.

@@ -145,6 +145,72 @@ async def test_checks_that_arrive_together_share_one_redis_call_and_decide_in_or
     assert [entry for entry in by_key if entry[0] == "b"] == [("b", True, 4), ("b", True, 2)]
 
 
+async def _script_calls(url: str) -> int:
+    async with Redis.from_url(url) as redis:
+        stats = await redis.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+
+
+# Holds a Redis server busy for about 100 ms: it runs one script at a time.
+_BUSY_LUA = """
+local start = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > 100000
+return 1
+"""
+
+
+@pytest.mark.asyncio
+async def test_checks_that_come_while_a_call_is_in_flight_share_the_next_call(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    limiter = RateLimiter(
+        throwaway_settings(throwaway).model_copy(update={"redis_socket_timeout_s": 1.0})
+    )
+    try:
+        await limiter.check(scope, "warm-up", TEN_PER_S_BURST_4)
+        before = await _script_calls(throwaway.url)
+        async with Redis.from_url(throwaway.url) as busy:
+            held = asyncio.create_task(busy.eval(_BUSY_LUA, 0))
+            await asyncio.sleep(0.01)  # the busy script is running
+            first = asyncio.create_task(limiter.check(scope, "first", TEN_PER_S_BURST_4))
+            later = []
+            for index in range(5):  # each in a pass of the event loop of its own
+                await asyncio.sleep(0.005)
+                later.append(
+                    asyncio.create_task(limiter.check(scope, f"later-{index}", TEN_PER_S_BURST_4))
+                )
+            decisions = await asyncio.gather(first, *later)
+            await held
+        calls = await _script_calls(throwaway.url) - before
+
+        assert {d.backend for d in decisions} == {"redis"}
+        assert calls == 1 + 2  # the busy script, the first check, and the five later ones
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_lost_the_script_gets_its_text_and_still_decides(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    try:
+        assert (await limiter.check(scope, "trader", TEN_PER_S_BURST_4)).remaining == 4
+        async with Redis.from_url(throwaway.url) as admin:
+            await admin.script_flush()
+
+        again = [await limiter.check(scope, "trader", TEN_PER_S_BURST_4) for _ in range(2)]
+
+        assert [(d.backend, d.remaining) for d in again] == [("redis", 3), ("redis", 2)]
+        assert limiter.backend_state == "redis"
+    finally:
+        await limiter.close()
+
+
 @pytest.mark.asyncio
 async def test_lua_and_local_implementations_decide_alike(limiter: RateLimiter, scope: str) -> None:
     """One schedule of (milliseconds from start, cost), run in real time on Redis and on a
