@@ -4,9 +4,9 @@ The lifespan sets up logging and tracing unless the process did already (``match
 serve`` does, before uvicorn starts), applies pending migrations (unless told not to:
 ``matching-engine migrate`` may have run them already), opens the service, which recovers the
 book and starts the sequencer, freezes the recovered book out of the garbage collector's walks
-and then, once a second, what survived since (:mod:`matching_engine.runtime`), and yields the service as the lifespan state that
-:mod:`api.deps` reads from ``request.state``. The book lives in this one process, so the app
-must be served by exactly one worker.
+and, from then on, what survives (:mod:`matching_engine.runtime`), and yields the service as
+the lifespan state that :mod:`api.deps` reads from ``request.state``. The book lives in this
+one process, so the app must be served by exactly one worker.
 """
 
 from __future__ import annotations
