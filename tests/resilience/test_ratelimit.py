@@ -76,6 +76,14 @@ def backend_gauge(backend: str) -> float | None:
     return REGISTRY.get_sample_value("matching_engine_rate_limiter_backend", {"backend": backend})
 
 
+async def _script_calls(url: str) -> int:
+    async with Redis.from_url(url) as redis:
+        stats = await redis.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+
+
 # -- GCRA on the real Redis ----------------------------------------------------------------------
 
 
@@ -117,20 +125,13 @@ async def test_concurrent_checks_on_one_key_never_let_more_through(
 async def test_checks_that_arrive_together_share_one_redis_call_and_decide_in_order(
     limiter: RateLimiter, scope: str
 ) -> None:
-    async def script_calls() -> int:
-        async with Redis.from_url(REDIS_URL) as redis:
-            stats = await redis.info("commandstats")
-        return sum(
-            int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
-        )
-
     await limiter.check(scope, "warm-up", TEN_PER_S_BURST_4)  # the script is loaded
-    before = await script_calls()
+    before = await _script_calls(REDIS_URL)
     checks = [(key, cost) for key in ("a", "b", "a") for cost in (1, 2)]
     decisions = await asyncio.gather(
         *(limiter.check(scope, key, TEN_PER_S_BURST_4, cost) for key, cost in checks)
     )
-    calls = await script_calls() - before
+    calls = await _script_calls(REDIS_URL) - before
 
     # Other clients of the shared server may call scripts meanwhile: at most a few.
     assert 1 <= calls < len(checks)
@@ -143,14 +144,6 @@ async def test_checks_that_arrive_together_share_one_redis_call_and_decide_in_or
         ("a", False, 0),
     ]
     assert [entry for entry in by_key if entry[0] == "b"] == [("b", True, 4), ("b", True, 2)]
-
-
-async def _script_calls(url: str) -> int:
-    async with Redis.from_url(url) as redis:
-        stats = await redis.info("commandstats")
-    return sum(
-        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
-    )
 
 
 # Holds a Redis server busy for about 100 ms: it runs one script at a time.
