@@ -4,13 +4,14 @@ The lifespan sets up logging and tracing unless the process did already (``match
 serve`` does, before uvicorn starts), applies pending migrations (unless told not to:
 ``matching-engine migrate`` may have run them already), opens the service, which recovers the
 book and starts the sequencer, freezes the recovered book out of the garbage collector's walks
-(:mod:`matching_engine.runtime`), and yields the service as the lifespan state that
-:mod:`api.deps` reads from ``request.state``. The book lives in this one process, so the app
-must be served by exactly one worker.
+and, from then on, what survives (:mod:`matching_engine.runtime`), and yields the service as
+the lifespan state that :mod:`api.deps` reads from ``request.state``. The book lives in this
+one process, so the app must be served by exactly one worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
@@ -35,7 +36,7 @@ from matching_engine import __version__, tracing
 from matching_engine.logs import configure_logging
 from matching_engine.logs import is_configured as logging_configured
 from matching_engine.migrate import upgrade_async
-from matching_engine.runtime import tune_garbage_collector
+from matching_engine.runtime import Collector
 from matching_engine.service import EngineService
 from matching_engine.settings import Settings
 
@@ -131,10 +132,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             if migrate:
                 await upgrade_async(settings)
             service = await EngineService.open(settings)
-            tune_garbage_collector()  # the recovered book is long-lived: never walk it again
+            collector = Collector()
+            collector.start()  # the recovered book is long-lived: never walk it again
+            freezer = asyncio.create_task(collector.run(), name="gc-freezer")
             try:
                 yield {"service": service, "limits": RequestLimits(service)}
             finally:
+                freezer.cancel()
                 await service.close()
         finally:
             if traces_here:

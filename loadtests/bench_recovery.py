@@ -58,7 +58,7 @@ from matching_engine import codec
 from matching_engine.core import Command, MatchingEngine
 from matching_engine.db import create_engine
 from matching_engine.journal import Journal
-from matching_engine.runtime import tune_garbage_collector
+from matching_engine.runtime import Collector
 from matching_engine.service import EngineService
 from matching_engine.settings import Settings
 
@@ -123,7 +123,7 @@ async def _restart(take_snapshot: bool) -> dict[str, Any]:
     started = time.perf_counter()
     service = await EngineService.open(settings)
     opened = time.perf_counter() - started
-    tune_garbage_collector()
+    Collector().start()
     ready = time.perf_counter() - started
     report = service.recovery
     result: dict[str, Any] = {
