@@ -26,6 +26,7 @@ Without a Redis URL (the embedded default) the in-process limiter enforces the f
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import itertools
 import math
@@ -39,6 +40,7 @@ from prometheus_client import Counter, Gauge
 from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from matching_engine.breaker import Breaker
@@ -183,6 +185,10 @@ def _decision(
     )
 
 
+# A check waiting for its batch's call: the Redis key, the limit, the cost, and its answer.
+_Check = tuple[str, Limit, int, "asyncio.Future[list[int]]"]
+
+
 def _monotonic_us() -> int:
     return time.monotonic_ns() // 1000
 
@@ -232,8 +238,9 @@ class RedisLimiter:
     one script call (one round trip, one breaker call, one timeout) decides the whole batch. A
     round trip per check cost the gateway more CPU than anything else it does for an order; a
     second call in flight only makes more, smaller batches. If the call fails, every check of
-    the batch fails and falls back, as one would alone. The keys of a batch need not share a
-    cluster slot: this is for one Redis server (or a replicated primary), not a cluster.
+    the batch fails and falls back, as one would alone, and so do the checks queued behind it.
+    The keys of a batch need not share a cluster slot: this is for one Redis server (or a
+    replicated primary), not a cluster.
 
     The calls go straight to a redis-py connection, not through a client and its pool, whose
     per-call machinery (pool checkout, retries, response callbacks) cost about half of each
@@ -258,8 +265,9 @@ class RedisLimiter:
         self._connection = factory.make_connection()  # type: ignore[no-untyped-call]
         self._sha = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
         self._breaker = breaker
-        self._batch: list[tuple[str, Limit, int, asyncio.Future[list[int]]]] = []
+        self._batch: list[_Check] = []
         self._busy = False  # a call is in flight, or one is about to be sent
+        self._closed = False
         self._sending: set[asyncio.Task[None]] = set()
         # The loop of the first check: asyncio.get_running_loop() makes a system call each time.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -273,7 +281,8 @@ class RedisLimiter:
         self._batch.append((f"{self.KEY_PREFIX}{scope}:{key}", limit, cost, future))
         if not self._busy:
             self._busy = True
-            loop.call_soon(self._send_batch)
+            # Not in this request's context: the call serves every request of the batch.
+            loop.call_soon(self._send_batch, context=contextvars.Context())
         allowed, remaining, retry_us, reset_us = await future
         return _decision(allowed, remaining, retry_us, reset_us, limit, "redis")
 
@@ -285,11 +294,15 @@ class RedisLimiter:
             self._busy = False
             return
         batch, self._batch = self._batch, []
-        task = asyncio.create_task(self._decide(batch))
+        if self._closed:
+            _fail(batch, RedisConnectionError("the rate limiter is closed"))
+            self._busy = False
+            return
+        task = asyncio.create_task(self._decide(batch), context=contextvars.Context())
         self._sending.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._send_batch)
 
-    async def _decide(self, batch: list[tuple[str, Limit, int, asyncio.Future[list[int]]]]) -> None:
+    async def _decide(self, batch: list[_Check]) -> None:
         keys = [key for key, *_ in batch]
         args: list[int] = []
         for _, limit, cost, _ in batch:
@@ -298,9 +311,10 @@ class RedisLimiter:
             async with self._breaker.guard():
                 reply = await self._run_script(keys, args)
         except Exception as error:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            # What queued behind this call would go to the Redis that just failed: it falls
+            # back now rather than after a second timeout.
+            waiting, self._batch = self._batch, []
+            _fail(batch + waiting, error)
             return
         except asyncio.CancelledError:  # shutting down: nobody is left waiting
             for *_, future in batch:
@@ -322,9 +336,17 @@ class RedisLimiter:
         return reply
 
     async def close(self) -> None:
-        if self._sending:
-            await asyncio.wait(self._sending)
+        """Finish the call in flight; later checks fail (and fall back) without a call."""
+        self._closed = True
+        while self._sending:
+            await asyncio.wait(set(self._sending))
         await self._connection.disconnect()
+
+
+def _fail(batch: list[_Check], error: Exception) -> None:
+    for *_, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 class RateLimiter:

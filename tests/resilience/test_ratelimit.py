@@ -7,6 +7,7 @@ break Redis start a throwaway ``redis-server`` of their own and stop it by its p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import secrets
 import signal
@@ -295,6 +296,65 @@ async def test_when_redis_hangs_each_check_is_bounded_by_the_socket_timeout(
     finally:
         os.kill(pid, signal.SIGCONT)
         await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_checks_queued_behind_a_call_that_times_out_fall_back_with_it(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    """Not after a second timeout of their own: the Redis that just failed gets no new call."""
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    pid = throwaway.pid
+    try:
+        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
+        os.kill(pid, signal.SIGSTOP)
+        started = time.perf_counter()
+        first = asyncio.create_task(limiter.check(scope, "first", TEN_PER_S_BURST_4))
+        await asyncio.sleep(SOCKET_TIMEOUT_S / 2)  # the first call is in flight
+        queued = asyncio.create_task(limiter.check(scope, "queued", TEN_PER_S_BURST_4))
+        decisions = await asyncio.gather(first, queued)
+        elapsed = time.perf_counter() - started
+
+        assert {d.backend for d in decisions} == {"local"}
+        assert elapsed < SOCKET_TIMEOUT_S + 0.05
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_checks_after_close_fall_back_without_connecting_again(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    assert (await limiter.check(scope, "before", TEN_PER_S_BURST_4)).backend == "redis"
+    await limiter.close()
+    before = await _script_calls(throwaway.url)
+
+    decision = await limiter.check(scope, "after", TEN_PER_S_BURST_4)
+
+    assert decision.backend == "local"
+    assert await _script_calls(throwaway.url) == before
+
+
+@pytest.mark.asyncio
+async def test_the_batch_call_runs_in_no_request_context(limiter: RateLimiter, scope: str) -> None:
+    """The call serves every request of its batch: logs and traces from it belong to none."""
+    request = contextvars.ContextVar[str]("request")
+    seen: list[str | None] = []
+    redis = limiter._redis
+    assert redis is not None
+    run_script = redis._run_script
+
+    async def recording(keys: list[str], args: list[int]) -> list[int]:
+        seen.append(request.get(None))
+        return await run_script(keys, args)
+
+    redis._run_script = recording  # type: ignore[method-assign]
+    request.set("first request")
+
+    assert (await limiter.check(scope, "trader", TEN_PER_S_BURST_4)).backend == "redis"
+    assert seen == [None]
 
 
 @pytest.mark.asyncio
