@@ -113,6 +113,7 @@ class OrderEntry:
         ):
             await self.chain(scope, receive, send)
             return
+        began = time.perf_counter()  # as the chain's metrics layer: before the body is read
         body, more = await _read_body(receive)  # no more than declared: the server sees to it
         try:
             order = None if more else _order(scope, body)
@@ -124,7 +125,6 @@ class OrderEntry:
         scope["route"] = self.route
         rid = response_request_id(scope)
         token = request_id.set(rid)
-        began = time.perf_counter()
         status = 500
         try:
             try:
