@@ -25,7 +25,7 @@ and the last one is five minutes old. A full collection is the pause freezing av
 measured after a minute of orders at full rate, some 350,000), so it is kept rare; what a client
 connection or a failed wait leaves is small and can wait that long. (What a pass freezes is
 counted from the oldest generation, which holds only that pass's survivors:
-:func:`gc.get_freeze_count` walks every frozen object, a 12 ms pause at 300,000.)
+:func:`gc.get_freeze_count` walks every frozen object, some 30 ms at 300,000.)
 The core benchmark runs with the same policy, so its figures are the server's.
 """
 
@@ -51,13 +51,7 @@ FULL_COLLECTION_MIN_INTERVAL_S = 300.0
 class Collector:
     """The collector policy of a long-running process whose heap is mostly the book."""
 
-    def __init__(
-        self,
-        *,
-        min_full_interval_s: float = FULL_COLLECTION_MIN_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._min_full_interval_s = min_full_interval_s
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._frozen_after_full = 0
         self._frozen_since_full = 0  # survivors of passes: like CPython's, it ignores deaths
@@ -94,7 +88,7 @@ class Collector:
         gc.freeze()
         if (
             self._frozen_since_full > self._frozen_after_full * FULL_COLLECTION_GROWTH
-            and self._clock() - self._last_full >= self._min_full_interval_s
+            and self._clock() - self._last_full >= FULL_COLLECTION_MIN_INTERVAL_S
         ):
             self.collect_all()
 
