@@ -283,7 +283,10 @@ class RedisLimiter:
             self._busy = True
             # Not in this request's context: the call serves every request of the batch.
             loop.call_soon(self._send_batch, context=contextvars.Context())
-        allowed, remaining, retry_us, reset_us = await future
+        try:
+            allowed, remaining, retry_us, reset_us = await future
+        finally:
+            del future  # no cycle through a failure's traceback (see Sequencer.submit)
         return _decision(allowed, remaining, retry_us, reset_us, limit, "redis")
 
     def _send_batch(self, _previous: asyncio.Task[None] | None = None) -> None:
@@ -304,17 +307,22 @@ class RedisLimiter:
 
     async def _decide(self, batch: list[_Check]) -> None:
         keys = [key for key, *_ in batch]
-        args: list[int] = []
-        for _, limit, cost, _ in batch:
-            args += (limit.interval_us, limit.tolerance_us, cost)
+        # In a comprehension, so that no future is left in this frame (see the except clause).
+        args = [
+            value
+            for _, limit, cost, _ in batch
+            for value in (limit.interval_us, limit.tolerance_us, cost)
+        ]
         try:
             async with self._breaker.guard():
                 reply = await self._run_script(keys, args)
         except Exception as error:
             # What queued behind this call would go to the Redis that just failed: it falls
             # back now rather than after a second timeout.
-            waiting, self._batch = self._batch, []
-            _fail(batch + waiting, error)
+            batch += self._batch
+            self._batch = []
+            _fail(batch, error)
+            batch.clear()  # the error's traceback holds this frame: let go of the futures
             return
         except asyncio.CancelledError:  # shutting down: nobody is left waiting
             for *_, future in batch:

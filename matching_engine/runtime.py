@@ -15,10 +15,11 @@ survived. Each object is walked about once, in a pause proportional to what the 
 second allocated and kept (about 3 ms at 5,000 orders a second).
 
 The price of freezing: an object frozen while alive that later dies in a reference cycle is not
-freed by a pass. Such cycles do happen outside the book: a request that was waiting, during a
-pass, for a future that then failed (the exception's traceback holds the waiting frame, which
-holds the future, which holds the exception), or a client connection's protocol objects once
-the connection closes. So a pass also thaws everything and collects it all, then freezes again,
+freed by a pass. Such cycles do happen outside the book: a client connection's protocol
+objects once it closes, or a request that waited through a pass for a future that then failed,
+if the waiting frame still holds the future (the exception's traceback holds the frame, and the
+future the exception; the journal's and the rate limiter's waits let go of theirs, and tests
+check that they do). So a pass also thaws everything and collects it all, then freezes again,
 once what passes froze since the last full collection is more than a quarter of what that one
 left (CPython's own rule for its oldest generation, which bounds what is leaked until one runs)
 and the last one is five minutes old. A full collection is the pause freezing avoids (420 ms

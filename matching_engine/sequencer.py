@@ -175,6 +175,10 @@ class Sequencer:
             return await future
         finally:
             deadline.cancel()
+            # A failure's traceback holds this frame: without the future in it, the future and
+            # its exception are freed with the request rather than by the garbage collector,
+            # which may not walk them for minutes (matching_engine.runtime).
+            del future
 
     # -- the writer ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from loadtests.throwaway import ThrowawayRedis
 from matching_engine.ratelimit import Decision, Limit, LocalLimiter, RateLimiter
 from matching_engine.settings import Settings
+from tests.leaks import collector_off, failed_futures
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEN_PER_S_BURST_4 = Limit(rate=10, burst=4)
@@ -317,6 +318,29 @@ async def test_checks_queued_behind_a_call_that_times_out_fall_back_with_it(
 
         assert {d.backend for d in decisions} == {"local"}
         assert elapsed < SOCKET_TIMEOUT_S + 0.05
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_a_check_that_failed_leaves_no_cycle_for_the_collector(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    """As for the journal's waits (tests/service/test_durability_edges.py): the futures a failed
+    call failed go with their requests."""
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    pid = throwaway.pid
+    try:
+        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
+        os.kill(pid, signal.SIGSTOP)
+        with collector_off():
+            decisions = await asyncio.gather(
+                *(limiter.check(scope, f"trader-{i}", TEN_PER_S_BURST_4) for i in range(3))
+            )
+            leftovers = failed_futures(Exception)
+        assert {d.backend for d in decisions} == {"local"}
+        assert leftovers == []
     finally:
         os.kill(pid, signal.SIGCONT)
         await limiter.close()

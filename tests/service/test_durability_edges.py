@@ -1,5 +1,5 @@
 """Edges of durability: a torn audit file, clocks that step back, concurrent mode changes, an
-answer that comes after its request's deadline."""
+answer that comes after its request's deadline, and what such a late answer leaves behind."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from matching_engine.errors import Unavailable
 from matching_engine.migrate import upgrade_async
 from matching_engine.schema import admin_audit
 from matching_engine.service import EngineService
+from tests.leaks import collector_off, failed_futures
 from tests.service.factories import settings_for
 
 
@@ -230,4 +231,28 @@ async def test_the_deadline_counts_from_the_requests_arrival(
         release.set()
     finally:
         sequencer.request_arrival.set(None)
+        await service.close()
+
+
+@pytest.mark.asyncio
+async def test_a_request_that_timed_out_leaves_no_cycle_for_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The future failed with TimeoutError goes with the request: were it in a cycle with the
+    waiting frame, and frozen by a collector pass while waiting, it would outlive it."""
+    service = await _open(tmp_path, request_deadline_s=0.2)
+    try:
+        await service.add_instrument(
+            Instrument("DL-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
+            actor="test",
+        )
+        with collector_off():
+            release = _hold_journal(service, monkeypatch)
+            with pytest.raises(Unavailable, match="deadline"):
+                await _place_late(service, "late-1")
+            release.set()
+            await _place_late(service, "after")  # the writer lets go of the late one's batch
+            leftovers = failed_futures(TimeoutError)
+        assert leftovers == []
+    finally:
         await service.close()
