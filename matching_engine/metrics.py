@@ -23,6 +23,7 @@ __all__ = [
     "BEST_BID",
     "BUILD_INFO",
     "COMMANDS_REPLAYED",
+    "GC_PAUSE_SECONDS",
     "JOURNAL_BATCH_SIZE",
     "JOURNAL_COMMIT_SECONDS",
     "MATCH_SECONDS",
@@ -62,6 +63,14 @@ def labelled(metric: _Metric) -> Callable[..., _Metric]:
 BUILD_INFO = Info("matching_engine_build", "The running version of the engine.")
 BUILD_INFO.info({"version": __version__})
 
+GC_PAUSE_SECONDS = Histogram(
+    "matching_engine_gc_pause_seconds",
+    "The garbage collector's pauses the engine makes on purpose: every request waits them out. "
+    "kind=pass: young generations collected and survivors frozen (four a second); kind=full: "
+    "everything thawed and collected (minutes apart).",
+    ["kind"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 JOURNAL_BATCH_SIZE = Histogram(
     "matching_engine_journal_batch_commands",
     "Commands journaled per group-commit transaction.",

@@ -38,9 +38,13 @@ import logging
 import time
 from collections.abc import Callable
 
+from matching_engine.metrics import GC_PAUSE_SECONDS
+
 __all__ = ["FREEZE_INTERVAL_S", "FULL_COLLECTION_MIN_INTERVAL_S", "GC_THRESHOLDS", "Collector"]
 
 log = logging.getLogger(__name__)
+_pass_seconds = GC_PAUSE_SECONDS.labels("pass")
+_full_seconds = GC_PAUSE_SECONDS.labels("full")
 
 # Between passes, young collections still run as usual: a burst collects before the next pass.
 GC_THRESHOLDS = (50_000, 20, 20)
@@ -70,13 +74,15 @@ class Collector:
         freed = gc.collect()
         gc.freeze()
         self._frozen_after_full = gc.get_freeze_count()
+        seconds = time.perf_counter() - started
+        _full_seconds.observe(seconds)
         self._frozen_since_full = 0
         self._last_full = self._clock()
         log.info(
             "full collection: %d objects freed, %d frozen, in %.1f ms",
             freed,
             self._frozen_after_full,
-            (time.perf_counter() - started) * 1000,
+            seconds * 1000,
             extra={"event": "gc.full_collection", "freed": freed},
         )
         return freed
@@ -84,9 +90,11 @@ class Collector:
     def freeze_survivors(self) -> None:
         """Collect the young generations and freeze what survived, with what existed before;
         collect everything when enough was frozen since the last time, and that is long ago."""
+        started = time.perf_counter()
         gc.collect(1)
         self._frozen_since_full += len(gc.get_objects(generation=2))
         gc.freeze()
+        _pass_seconds.observe(time.perf_counter() - started)
         if (
             self._frozen_since_full > self._frozen_after_full * FULL_COLLECTION_GROWTH
             and self._clock() - self._last_full >= FULL_COLLECTION_MIN_INTERVAL_S

@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from matching_engine.runtime import FULL_COLLECTION_MIN_INTERVAL_S, Collector
 
@@ -129,6 +130,23 @@ async def test_a_wait_that_failed_after_a_pass_is_freed_by_the_full_collection(
     ballast = _grow_frozen_by_a_third()
     collector.freeze_survivors()
     assert alive() is None
+    del ballast
+
+
+def _pauses(kind: str) -> float:
+    count = REGISTRY.get_sample_value("matching_engine_gc_pause_seconds_count", {"kind": kind})
+    return count or 0.0
+
+
+def test_every_pause_is_measured(collector: Collector, clock: Clock) -> None:
+    passes, fulls = _pauses("pass"), _pauses("full")
+    collector.freeze_survivors()
+    assert (_pauses("pass"), _pauses("full")) == (passes + 1, fulls)
+
+    clock.now += FULL_COLLECTION_MIN_INTERVAL_S
+    ballast = _grow_frozen_by_a_third()
+    collector.freeze_survivors()
+    assert (_pauses("pass"), _pauses("full")) == (passes + 2, fulls + 1)
     del ballast
 
 
