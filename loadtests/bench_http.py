@@ -428,6 +428,13 @@ def measure(
                 scope="orders",
                 outcome="limited",
             ),
+            **{
+                f"gc_{kind}_{part}": _delta(
+                    before, after, f"matching_engine_gc_pause_seconds_{part}", kind=kind
+                )
+                for kind in ("pass", "full")
+                for part in ("count", "sum")
+            },
         }
     return run
 
@@ -567,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         limiter_redis = sum(run.metrics["limiter_redis"] for run, _ in engine_runs)
         limiter_local = sum(run.metrics["limiter_local"] for run, _ in engine_runs)
         limited = sum(run.metrics["limited"] for run, _ in engine_runs)
+        measured = [run for run, _ in engine_runs] + [paced]
+        collector = {key: sum(run.metrics[key] for run in measured) for key in measured[0].metrics}
 
     print(
         f"engine: PostgreSQL {args.database}, Redis {args.redis}, {args.traders} trader keys; "
@@ -587,6 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"rate limiter (measured engine runs): {limiter_redis:,.0f} decisions by Redis, "
         f"{limiter_local:,.0f} by the local fallback, {limited:,.0f} refused"
+    )
+    passes, pass_s = collector["gc_pass_count"], collector["gc_pass_sum"]
+    print(
+        f"collector (every engine run): {passes:,.0f} passes, "
+        f"{1000 * pass_s / max(passes, 1):.1f} ms each on average; "
+        f"{collector['gc_full_count']:,.0f} full collections, "
+        f"{1000 * collector['gc_full_sum']:.0f} ms in all"
     )
     figures = {
         "orders_per_s": round(peak.rate),
@@ -618,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         "limiter_redis_decisions": round(limiter_redis),
         "limiter_local_decisions": round(limiter_local),
         "noisy_runs": sum(run.noisy for _, run, _ in rows),
+        "gc_full_collections": round(collector["gc_full_count"]),
     }
     print(json.dumps(figures))
     return 0
