@@ -12,6 +12,7 @@ one process, so the app must be served by exactly one worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
@@ -139,6 +140,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
                 yield {"service": service, "limits": RequestLimits(service)}
             finally:
                 freezer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await freezer
                 await service.close()
         finally:
             if traces_here:

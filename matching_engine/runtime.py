@@ -10,8 +10,8 @@ stops it for a good part of a second.
 
 So the server, once recovery has loaded the book, freezes what exists (a frozen object is never
 walked again), and from then on :meth:`Collector.run` makes a pass four times a second: it
-collects the young generations, which frees the cyclic garbage among them, and freezes what
-survived. Each object is walked about once, in a pause proportional to what the last quarter
+collects every generation, which hold only what is not frozen yet, so this frees the cyclic
+garbage among them, and freezes what survived. Each object is walked about once, in a pause proportional to what the last quarter
 second allocated and kept (about 3 ms at 5,000 orders a second).
 
 The price of freezing: an object frozen while alive that later dies in a reference cycle is not
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 _pass_seconds = GC_PAUSE_SECONDS.labels("pass")
 _full_seconds = GC_PAUSE_SECONDS.labels("full")
 
-# Between passes, young collections still run as usual: a burst collects before the next pass.
+# Between passes, collections still run as usual: a burst collects before the next pass.
 GC_THRESHOLDS = (50_000, 20, 20)
 FREEZE_INTERVAL_S = 0.25
 FULL_COLLECTION_GROWTH = 0.25
@@ -88,10 +88,12 @@ class Collector:
         return freed
 
     def freeze_survivors(self) -> None:
-        """Collect the young generations and freeze what survived, with what existed before;
+        """Collect what is not frozen and freeze what survived, with what existed before;
         collect everything when enough was frozen since the last time, and that is long ago."""
         started = time.perf_counter()
-        gc.collect(1)
+        # All generations: a burst may have moved young objects to the oldest since the last
+        # pass. Survivors stay in the oldest, which holds nothing else.
+        gc.collect()
         self._frozen_since_full += len(gc.get_objects(generation=2))
         gc.freeze()
         _pass_seconds.observe(time.perf_counter() - started)

@@ -5,23 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+FailedFutures = Callable[[type[BaseException]], list["asyncio.Future[object]"]]
 
 
 @contextmanager
-def collector_off() -> Iterator[None]:
-    """Collect what is garbage now, then keep the collector from running inside the block."""
+def collector_off() -> Iterator[FailedFutures]:
+    """Collect what is garbage now, then keep the collector from running inside the block.
+
+    Yields a function that lists the futures failed with a given error that still exist (held
+    by someone, or in a cycle), leaving out those that existed before the block: an earlier
+    failed test's traceback may hold some.
+    """
     gc.collect()
+    before = _failed(BaseException)  # held, so that their ids stay theirs
+    known = {id(each) for each in before}
     gc.disable()
     try:
-        yield
+        yield lambda error: [each for each in _failed(error) if id(each) not in known]
     finally:
         gc.enable()
+        del before
 
 
-def failed_futures(error: type[BaseException]) -> list[asyncio.Future[object]]:
-    """Futures failed with ``error`` that still exist: held by someone, or in a cycle."""
+def _failed(error: type[BaseException]) -> list[asyncio.Future[object]]:
     return [
         each
         for each in gc.get_objects()

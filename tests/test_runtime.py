@@ -80,6 +80,16 @@ def test_cyclic_garbage_is_collected_before_the_freeze(collector: Collector) -> 
     assert alive() is None
 
 
+def test_cyclic_garbage_in_the_oldest_generation_is_collected_too(collector: Collector) -> None:
+    """A burst between passes moves young objects to the oldest generation."""
+    garbage = _cycle()
+    alive = weakref.ref(garbage)
+    gc.collect(1)  # as automatic collections do: survivors move to the oldest generation
+    del garbage
+    collector.freeze_survivors()
+    assert alive() is None
+
+
 def test_a_cycle_that_died_frozen_waits_for_growth_and_the_interval(
     collector: Collector, clock: Clock
 ) -> None:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from loadtests.throwaway import ThrowawayRedis
 from matching_engine.ratelimit import Decision, Limit, LocalLimiter, RateLimiter
 from matching_engine.settings import Settings
-from tests.leaks import collector_off, failed_futures
+from tests.leaks import collector_off
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEN_PER_S_BURST_4 = Limit(rate=10, burst=4)
@@ -334,7 +334,7 @@ async def test_a_check_that_failed_leaves_no_cycle_for_the_collector(
     try:
         assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
         os.kill(pid, signal.SIGSTOP)
-        with collector_off():
+        with collector_off() as failed_futures:
             decisions = await asyncio.gather(
                 *(limiter.check(scope, f"trader-{i}", TEN_PER_S_BURST_4) for i in range(3))
             )

@@ -22,7 +22,7 @@ from matching_engine.errors import Unavailable
 from matching_engine.migrate import upgrade_async
 from matching_engine.schema import admin_audit
 from matching_engine.service import EngineService
-from tests.leaks import collector_off, failed_futures
+from tests.leaks import collector_off
 from tests.service.factories import settings_for
 
 
@@ -246,7 +246,7 @@ async def test_a_request_that_timed_out_leaves_no_cycle_for_the_collector(
             Instrument("DL-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
             actor="test",
         )
-        with collector_off():
+        with collector_off() as failed_futures:
             release = _hold_journal(service, monkeypatch)
             with pytest.raises(Unavailable, match="deadline"):
                 await _place_late(service, "late-1")
