@@ -575,7 +575,11 @@ def main(argv: list[str] | None = None) -> int:
         limiter_local = sum(run.metrics["limiter_local"] for run, _ in engine_runs)
         limited = sum(run.metrics["limited"] for run, _ in engine_runs)
         measured = [run for run, _ in engine_runs] + [paced]
-        collector = {key: sum(run.metrics[key] for run in measured) for key in measured[0].metrics}
+        collector = {
+            key: sum(run.metrics[key] for run in measured)
+            for key in measured[0].metrics
+            if key.startswith("gc_")
+        }
 
     print(
         f"engine: PostgreSQL {args.database}, Redis {args.redis}, {args.traders} trader keys; "

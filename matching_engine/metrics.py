@@ -66,7 +66,7 @@ BUILD_INFO.info({"version": __version__})
 GC_PAUSE_SECONDS = Histogram(
     "matching_engine_gc_pause_seconds",
     "The garbage collector's pauses the engine makes on purpose: every request waits them out. "
-    "kind=pass: young generations collected and survivors frozen (four a second); kind=full: "
+    "kind=pass: what is not frozen yet collected, survivors frozen (four a second); kind=full: "
     "everything thawed and collected (minutes apart).",
     ["kind"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

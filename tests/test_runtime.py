@@ -1,5 +1,5 @@
-"""The server's collector policy: young survivors are frozen, young cyclic garbage is freed, and
-what died in a cycle after it was frozen is freed by the next full collection."""
+"""The server's collector policy: what survives a pass is frozen, cyclic garbage not yet frozen is
+freed, and what died in a cycle after it was frozen is freed by the next full collection."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 import pytest_asyncio
@@ -72,6 +73,20 @@ async def timed_checks(
         decisions.append(await limiter.check(scope, key, limit))
         slowest = max(slowest, time.perf_counter() - started)
     return decisions, slowest
+
+
+@asynccontextmanager
+async def hung_redis(server: ThrowawayRedis, scope: str) -> AsyncIterator[RateLimiter]:
+    """A limiter that has used ``server``, which then stops answering (SIGSTOP) until the end."""
+    limiter = RateLimiter(throwaway_settings(server))
+    pid = server.pid
+    try:
+        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
+        os.kill(pid, signal.SIGSTOP)
+        yield limiter
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await limiter.close()
 
 
 def backend_gauge(backend: str) -> float | None:
@@ -284,19 +299,12 @@ async def test_when_redis_stops_the_local_fallback_decides_then_redis_again(
 async def test_when_redis_hangs_each_check_is_bounded_by_the_socket_timeout(
     throwaway: ThrowawayRedis, scope: str
 ) -> None:
-    limiter = RateLimiter(throwaway_settings(throwaway))
-    pid = throwaway.pid
-    try:
-        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
-        os.kill(pid, signal.SIGSTOP)
+    async with hung_redis(throwaway, scope) as limiter:
         decisions, slowest = await timed_checks(limiter, scope, "trader", TEN_PER_S_BURST_4, 10)
         assert slowest < SOCKET_TIMEOUT_S + 0.05
         assert {d.backend for d in decisions} == {"local"}
         assert 0 < sum(d.allowed for d in decisions) < len(decisions)
         assert limiter.backend_state == "local_fallback"
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        await limiter.close()
 
 
 @pytest.mark.asyncio
@@ -304,11 +312,7 @@ async def test_checks_queued_behind_a_call_that_times_out_fall_back_with_it(
     throwaway: ThrowawayRedis, scope: str
 ) -> None:
     """Not after a second timeout of their own: the Redis that just failed gets no new call."""
-    limiter = RateLimiter(throwaway_settings(throwaway))
-    pid = throwaway.pid
-    try:
-        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
-        os.kill(pid, signal.SIGSTOP)
+    async with hung_redis(throwaway, scope) as limiter:
         started = time.perf_counter()
         first = asyncio.create_task(limiter.check(scope, "first", TEN_PER_S_BURST_4))
         await asyncio.sleep(SOCKET_TIMEOUT_S / 2)  # the first call is in flight
@@ -316,11 +320,8 @@ async def test_checks_queued_behind_a_call_that_times_out_fall_back_with_it(
         decisions = await asyncio.gather(first, queued)
         elapsed = time.perf_counter() - started
 
-        assert {d.backend for d in decisions} == {"local"}
-        assert elapsed < SOCKET_TIMEOUT_S + 0.05
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        await limiter.close()
+    assert {d.backend for d in decisions} == {"local"}
+    assert elapsed < SOCKET_TIMEOUT_S + 0.05
 
 
 @pytest.mark.asyncio
@@ -329,21 +330,15 @@ async def test_a_check_that_failed_leaves_no_cycle_for_the_collector(
 ) -> None:
     """As for the journal's waits (tests/service/test_durability_edges.py): the futures a failed
     call failed go with their requests."""
-    limiter = RateLimiter(throwaway_settings(throwaway))
-    pid = throwaway.pid
-    try:
-        assert (await limiter.check(scope, "warm", TEN_PER_S_BURST_4)).backend == "redis"
-        os.kill(pid, signal.SIGSTOP)
+    async with hung_redis(throwaway, scope) as limiter:
         with collector_off() as failed_futures:
             decisions = await asyncio.gather(
                 *(limiter.check(scope, f"trader-{i}", TEN_PER_S_BURST_4) for i in range(3))
             )
             leftovers = failed_futures(Exception)
-        assert {d.backend for d in decisions} == {"local"}
-        assert leftovers == []
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        await limiter.close()
+
+    assert {d.backend for d in decisions} == {"local"}
+    assert leftovers == []
 
 
 @pytest.mark.asyncio
