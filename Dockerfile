@@ -12,12 +12,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
+# The project's wheel compiles the matching core with mypyc (setup.py): a C compiler, here only.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, from pyproject.toml alone, so that this layer survives source edits.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && pip wheel -w /wheels -r requirements.txt
 
-COPY README.md ./
+COPY README.md setup.py ./
 COPY matching_engine ./matching_engine
 COPY api ./api
 COPY migrations ./migrations

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from matching_engine.core import (
+    COMPILED,
     AddInstrument,
     CancelOrder,
     Command,
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     per_million = (memory["rss_after_mb"] - memory["rss_before_mb"]) * 1e6 / memory["resting"]
 
     figures = {
+        "core": "compiled" if COMPILED else "python",
         "commands": len(commands),
         "commands_per_s": round(len(commands) / elapsed),
         "trades_per_s": round(trades / elapsed),
@@ -296,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(peak_mb, 1),
     }
     rows = [
+        ("core", "compiled with mypyc" if COMPILED else "plain Python (MATCHING_ENGINE_PURE=1)"),
         ("workload", f"{len(commands):,} commands, {args.symbols} symbols, seed {args.seed}"),
         ("  mix", ", ".join(f"{k} {v:,}" for k, v in counts.items())),
         ("  end book", f"{resting:,} resting in {levels:,} levels, deepest {deepest:,}"),

@@ -28,7 +28,8 @@ from matching_engine.views import FillView, OrderView, TradeView
 __all__ = ["Journal"]
 
 # The engine's pickled layout; a snapshot of another layout is skipped (recovery replays instead).
-SNAPSHOT_FORMAT = 2
+# 3: every core class spells out its state, the same for the pure and the compiled core.
+SNAPSHOT_FORMAT = 3
 _REPLAY_PAGE = 5_000
 _SNAPSHOTS_KEPT = 2
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from matching_engine import __version__
-from matching_engine.core import Event, MatchingEngine, Trade
+from matching_engine.core import COMPILED, Event, MatchingEngine, Trade
 
 __all__ = [
     "BEST_ASK",
@@ -60,8 +60,11 @@ def labelled(metric: _Metric) -> Callable[..., _Metric]:
     return functools.lru_cache(maxsize=1024)(metric.labels)
 
 
-BUILD_INFO = Info("matching_engine_build", "The running version of the engine.")
-BUILD_INFO.info({"version": __version__})
+BUILD_INFO = Info(
+    "matching_engine_build",
+    "The running version of the engine, and whether its core is compiled (mypyc) or plain Python.",
+)
+BUILD_INFO.info({"version": __version__, "core": "compiled" if COMPILED else "python"})
 
 GC_PAUSE_SECONDS = Histogram(
     "matching_engine_gc_pause_seconds",

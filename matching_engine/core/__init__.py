@@ -3,7 +3,16 @@
 No IO, no asyncio, no clock, no randomness: ``MatchingEngine.submit(command)`` turns one command
 into a list of events, and the caller (the service runtime) does the IO with them. Prices and
 quantities are integer ticks and lots inside; :class:`Instrument` converts decimals at the edge.
+
+An install compiles the matching loop with mypyc (``COMPILED`` tells); the same sources run as
+plain Python when it did not.
 """
+
+from . import _compiled
+
+# Before the modules it checks are imported: a stale compiled module must not load.
+_compiled.check_current()
+COMPILED = bool(_compiled.compiled_modules())
 
 from ._book import DepthLevel, OrderBook
 from ._commands import (
@@ -49,6 +58,7 @@ from ._types import (
 )
 
 __all__ = [
+    "COMPILED",
     "AddInstrument",
     "AmendOrder",
     "CancelAll",

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedList
 
 from ._events import Trade
@@ -46,6 +47,9 @@ class DepthLevel(NamedTuple):
     order_count: int
 
 
+# Snapshots pickle these classes: serializable lets the compiled ones be rebuilt without __init__,
+# and each spells out its state, so the pure and the compiled core read each other's snapshots.
+@mypyc_attr(serializable=True)
 class PriceLevel:
     __slots__ = ("count", "dead", "key", "orders", "price", "quantity", "side")
 
@@ -57,6 +61,12 @@ class PriceLevel:
         self.quantity = 0
         self.count = 0
         self.dead = 0
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.side, self.key, self.price, self.orders, self.quantity, self.count, self.dead)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.side, self.key, self.price, self.orders, self.quantity, self.count, self.dead = state
 
     def remove(self, order: Order) -> int:
         """Take a live order out of the level, lazily: zero its ``remaining`` and answer it."""
@@ -81,6 +91,7 @@ class PriceLevel:
         return [order for order in self.orders if order.remaining]
 
 
+@mypyc_attr(serializable=True)
 class BookSide:
     __slots__ = ("best_key", "keys", "levels", "sign")
 
@@ -89,6 +100,12 @@ class BookSide:
         self.levels: dict[int, PriceLevel] = {}
         self.keys = SortedList()
         self.best_key = EMPTY
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.sign, self.levels, self.keys, self.best_key)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.sign, self.levels, self.keys, self.best_key = state
 
     def add(self, order: Order, price: int) -> None:
         """Append an order at the back of its level's queue."""
@@ -134,6 +151,7 @@ class BookSide:
         return len(self.levels)
 
 
+@mypyc_attr(serializable=True)
 class OrderBook:
     """Everything the engine keeps per instrument."""
 
@@ -146,6 +164,12 @@ class OrderBook:
         self.last_price: int | None = None
         # Recent trades, oldest first; the Trade events themselves (immutable).
         self.trades: deque[Trade] = deque(maxlen=trade_history)
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.instrument, self.bids, self.asks, self.last_price, self.trades)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.instrument, self.bids, self.asks, self.last_price, self.trades = state
 
     @property
     def best_bid_price(self) -> int | None:

@@ -38,8 +38,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections import defaultdict, deque
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ._book import _COMPACT_MIN_DEAD, EMPTY, BookSide, DepthLevel, OrderBook, PriceLevel
 from ._commands import AddInstrument, AmendOrder, CancelAll, CancelOrder, Command, NewOrder
@@ -61,18 +60,42 @@ from ._types import ErrorCode, Reason, SelfTradePrevention, Side, TimeInForce
 __all__ = ["MatchingEngine"]
 
 # The limit key of a market order: above every real key, below EMPTY (an empty side never crosses).
-_ANY_PRICE = EMPTY - 1
-_new_event = tuple.__new__  # builds a NamedTuple event without the generated __new__ wrapper
+_ANY_PRICE: Final = EMPTY - 1
+# Builds a NamedTuple event without the generated __new__ wrapper.
+_new_event: Final = tuple.__new__
 
-_BUY = Side.BUY
-_GTC = TimeInForce.GTC
-_FOK = TimeInForce.FOK
-_STP_NONE = SelfTradePrevention.NONE
-_CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
-_CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
-_USER_CANCELED = Reason.USER_CANCELED
+# Final: compiled, these are static constants rather than a module dictionary lookup per use.
+_BUY: Final = Side.BUY
+_GTC: Final = TimeInForce.GTC
+_FOK: Final = TimeInForce.FOK
+_STP_NONE: Final = SelfTradePrevention.NONE
+_CANCEL_NEWEST: Final = SelfTradePrevention.CANCEL_NEWEST
+_CANCEL_OLDEST: Final = SelfTradePrevention.CANCEL_OLDEST
+_USER_CANCELED: Final = Reason.USER_CANCELED
+_SELF_TRADE_PREVENTED: Final = Reason.SELF_TRADE_PREVENTED
+_TRADE: Final = Trade
+_ORDER_ACCEPTED: Final = OrderAccepted
+_ORDER_CANCELED: Final = OrderCanceled
+_COMMAND_REJECTED: Final = CommandRejected
+
+_COMMAND_TYPES: Final = frozenset({NewOrder, CancelOrder, CancelAll, AmendOrder, AddInstrument})
+
+# What a snapshot keeps: every attribute of the engine.
+_STATE: Final = (
+    "sequence",
+    "_next_trade_id",
+    "_books",
+    "_orders",
+    "_open_by_account",
+    "_client_order_ids",
+    "_closed_ids",
+    "_closed_capacity",
+    "_trade_history",
+)
 
 
+# Not marked serializable like the book's classes: compiled, unpickling builds it with __init__
+# (every argument has a default), then __setstate__.
 class MatchingEngine:
     def __init__(self, *, closed_order_capacity: int = 10_000, trade_history: int = 1_000) -> None:
         self.sequence = 0
@@ -87,7 +110,6 @@ class MatchingEngine:
         self._closed_ids: deque[int] = deque()  # oldest first
         self._closed_capacity = closed_order_capacity
         self._trade_history = trade_history
-        self._handlers = self._make_handlers()
 
     # -- snapshots --------------------------------------------------------------------------
 
@@ -107,35 +129,34 @@ class MatchingEngine:
             raise TypeError("not a matching engine snapshot")
         return engine
 
+    # Explicit, so that the pure and the compiled core write and read the same snapshot.
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_handlers"]  # bound methods: rebuilt on restore
-        return state
+        return {name: getattr(self, name) for name in _STATE}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._handlers = self._make_handlers()
-
-    def _make_handlers(self) -> dict[type, Callable[[Any, int], list[Event]]]:
-        return {
-            NewOrder: self._new_order,
-            CancelOrder: self._cancel,
-            CancelAll: self._cancel_all,
-            AmendOrder: self._amend,
-            AddInstrument: self._add_instrument,
-        }
+        for name in _STATE:
+            setattr(self, name, state[name])
 
     # -- the one entry point ----------------------------------------------------------------
 
     def submit(self, command: Command) -> list[Event]:
         """Apply ``command`` with the next sequence number; answer the events it caused."""
-        handler = self._handlers.get(type(command))
-        if handler is None:
+        if type(command) not in _COMMAND_TYPES:
             raise TypeError(f"not a command: {command!r}")
         if len(self._closed_ids) > self._closed_capacity:
             self._forget_closed()
         self.sequence = sequence = self.sequence + 1
-        return handler(command, sequence)
+        # Most frequent first. isinstance narrows the type for the compiled direct calls; the
+        # command types are final (frozen dataclasses nobody subclasses), so it matches like ``is``.
+        if isinstance(command, NewOrder):
+            return self._new_order(command, sequence)
+        if isinstance(command, CancelOrder):
+            return self._cancel(command, sequence)
+        if isinstance(command, AmendOrder):
+            return self._amend(command, sequence)
+        if isinstance(command, CancelAll):
+            return self._cancel_all(command, sequence)
+        return self._add_instrument(command, sequence)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -214,11 +235,13 @@ class MatchingEngine:
     def _new_order(self, command: NewOrder, sequence: int) -> list[Event]:
         book = self._books.get(command.symbol)
         if book is None:
-            return [_new_event(CommandRejected, (sequence, ErrorCode.UNKNOWN_SYMBOL, None))]
+            return [_new_event(_COMMAND_REJECTED, (sequence, ErrorCode.UNKNOWN_SYMBOL, None))]
         instrument = book.instrument
         quantity = command.quantity
         if quantity < instrument.min_lots or quantity > instrument.max_lots:
-            return [_new_event(CommandRejected, (sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, None))]
+            return [
+                _new_event(_COMMAND_REJECTED, (sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, None))
+            ]
         if command.client_order_id is not None:
             known = self._check_client_order_id(command, sequence)
             if known is not None:
@@ -240,7 +263,7 @@ class MatchingEngine:
             if command.post_only and opposite.best_key <= limit_key:
                 return self._reject(order, Reason.POST_ONLY_WOULD_CROSS, sequence)
 
-        events: list[Event] = [_new_event(OrderAccepted, (sequence, sequence))]
+        events: list[Event] = [_new_event(_ORDER_ACCEPTED, (sequence, sequence))]
         time_in_force = command.time_in_force
         if opposite.best_key <= limit_key:
             timestamp = command.timestamp
@@ -375,12 +398,13 @@ class MatchingEngine:
                         level.quantity -= available
                         level.count -= 1
                         maker.remaining = 0
-                        maker.reason = Reason.SELF_TRADE_PREVENTED
+                        maker.reason = _SELF_TRADE_PREVENTED
                         maker.updated_at = timestamp
                         maker_id = maker.order_id
                         append(
-                            OrderCanceled(
-                                sequence, maker_id, available, Reason.SELF_TRADE_PREVENTED
+                            _new_event(
+                                _ORDER_CANCELED,
+                                (sequence, maker_id, available, _SELF_TRADE_PREVENTED),
                             )
                         )
                         del by_account[maker.account][maker_id]
@@ -475,7 +499,7 @@ class MatchingEngine:
         order.updated_at = command.timestamp
         del self._open_by_account[order.account][order_id]
         self._closed_ids.append(order_id)
-        return [_new_event(OrderCanceled, (sequence, order_id, remaining, reason))]
+        return [_new_event(_ORDER_CANCELED, (sequence, order_id, remaining, reason))]
 
     def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:
         symbol = command.symbol

@@ -27,6 +27,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 from ._commands import NewOrder
 from ._types import (
     REJECTION_REASONS,
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["Order"]
 
 
+# serializable: a compiled class is pickled through __getstate__/__setstate__ without __init__.
+@mypyc_attr(serializable=True)
 class Order:
     __slots__ = (
         "account",
@@ -79,17 +83,12 @@ class Order:
         The book keeps the old object in its queue as a dead entry (``remaining == 0``), so the
         copy can join the back of a level without searching the old queue.
         """
-        copy = Order.__new__(Order)
-        copy.order_id = self.order_id
-        copy.command = self.command
-        copy.account = self.account
+        copy = Order(self.order_id, self.command)
         copy.price = price
         copy.quantity = quantity
         copy.filled = self.filled
         copy.remaining = quantity - self.filled
-        copy.level = None
         copy.notional = self.notional
-        copy.reason = None
         copy.updated_at = self.updated_at
         self.remaining = 0
         return copy

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from matching_engine import __version__
+from matching_engine.core import COMPILED
 from tests.observability.conftest import Scenario
 
 ORDERS = "matching_engine_orders_total"
@@ -109,7 +110,8 @@ class TestState:
         assert scenario.after.value("matching_engine_snapshot_sequence") == 10
 
     def test_the_build_is_identified(self, scenario: Scenario) -> None:
-        assert scenario.after.value("matching_engine_build_info", version=__version__) == 1
+        build = {"version": __version__, "core": "compiled" if COMPILED else "python"}
+        assert scenario.after.value("matching_engine_build_info", **build) == 1
 
 
 def _promtool() -> str | None:
