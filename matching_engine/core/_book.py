@@ -48,7 +48,8 @@ class DepthLevel(NamedTuple):
 
 
 # Snapshots pickle these classes: serializable lets the compiled ones be rebuilt without __init__,
-# and each spells out its state, so the pure and the compiled core read each other's snapshots.
+# and each spells out its state, so the plain-Python and the compiled core read each other's
+# snapshots.
 @mypyc_attr(serializable=True)
 class PriceLevel:
     __slots__ = ("count", "dead", "key", "orders", "price", "quantity", "side")

@@ -129,7 +129,7 @@ class MatchingEngine:
             raise TypeError("not a matching engine snapshot")
         return engine
 
-    # Explicit, so that the pure and the compiled core write and read the same snapshot.
+    # Explicit, so that the plain-Python and the compiled core write and read the same snapshot.
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _STATE}
 
