@@ -1,8 +1,9 @@
 """Compiles the matching core's hot modules to C extensions with mypyc.
 
-Everything else about the package is in pyproject.toml. The compiled modules sit beside their
-sources (an editable install builds them in place), with the digest of the sources they came
-from, and ``matching_engine.core`` refuses to import them once those sources have changed.
+Everything else about the package is in pyproject.toml. The extensions sit beside their sources
+(an editable install builds them in place) with a build record of what was compiled from which
+sources, and ``matching_engine.core`` refuses to import them once the sources have changed
+(``matching_engine/core/_compiled.py``).
 
 ``MATCHING_ENGINE_PURE=1`` at install time skips the compilation: the core then runs as plain
 Python, with the same behaviour, at about three quarters of the speed.
@@ -10,9 +11,10 @@ Python, with the same behaviour, at about three quarters of the speed.
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -20,37 +22,42 @@ from setuptools.command.build_ext import build_ext
 CORE = Path("matching_engine/core")
 # The modules of the matching loop. The others (commands, instruments, events, errors) are
 # validation and plain values: compiled, they gain nothing measurable.
-COMPILED = ["_book.py", "_engine.py", "_order.py"]  # sorted: the digest reads them in this order
-DIGEST_MODULE = "_build_digest.py"
+COMPILED = ["_book.py", "_engine.py", "_order.py"]
 
 
-def source_digest() -> str:
-    digest = hashlib.sha256()
-    for name in COMPILED:
-        digest.update((CORE / name).read_bytes())
-    return digest.hexdigest()
+def _compiled_helpers() -> ModuleType:
+    """matching_engine/core/_compiled.py, loaded by path: importing the package would need its
+    runtime dependencies, which the build environment does not have."""
+    spec = importlib.util.spec_from_file_location("_compiled", CORE / "_compiled.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class BuildExtWithDigest(build_ext):
-    """Builds the extensions, then writes the digest of their sources beside them: into the
-    source tree for an editable install, into the build directory (so the wheel) otherwise."""
+class BuildExtWithRecord(build_ext):
+    """Builds the extensions, then writes the build record beside them: into the source tree for
+    an editable install, into the build directory (so the wheel) otherwise."""
 
     def run(self) -> None:
         super().run()
-        if self.extensions:
-            target = Path(self.get_ext_fullpath("matching_engine.core._engine")).parent
-            (target / DIGEST_MODULE).write_text(
-                '"""Written by setup.py: the digest of the sources of the compiled core."""\n\n'
-                f'SOURCE_DIGEST = "{source_digest()}"\n'
-            )
+        helpers = _compiled_helpers()
+        names = [ext.name for ext in self.extensions]
+        modules = [name.rpartition(".")[2] for name in names if name.startswith("matching_engine.")]
+        if modules:
+            target = Path(self.get_ext_fullpath(f"matching_engine.core.{modules[0]}")).parent
+            helpers.record_path(target).write_text(helpers.build_record(modules, CORE))
 
 
 def ext_modules() -> list[object]:
     if os.environ.get("MATCHING_ENGINE_PURE") == "1":
         # Extensions an earlier editable install left in the tree would still be preferred.
-        for leftover in CORE.glob("*.so"):
+        helpers = _compiled_helpers()
+        suffix = helpers.EXT_SUFFIX
+        for leftover in [*CORE.glob(f"*{suffix}"), *Path().glob(f"*__mypyc{suffix}")]:
             leftover.unlink()
-        (CORE / DIGEST_MODULE).unlink(missing_ok=True)
+        helpers.record_path(CORE).unlink(missing_ok=True)
         return []
     from mypyc.build import mypycify
 
@@ -62,4 +69,4 @@ def ext_modules() -> list[object]:
     )
 
 
-setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildExtWithDigest})
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildExtWithRecord})

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import matching_engine
-from matching_engine.core import COMPILED, MatchingEngine
+from matching_engine.core import COMPILED, MatchingEngine, _compiled
 from matching_engine.core._compiled import StaleCompiledCore, check_current
 
 from .core.helpers import engine_with
@@ -49,7 +49,7 @@ print(hashlib.sha256(answers.encode()).hexdigest(), engine.fingerprint())
 def plain_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package and the core tests, copied without the compiled extensions."""
     root = tmp_path_factory.mktemp("plain-core")
-    skipped = shutil.ignore_patterns("*.so", "_build_digest.py", "__pycache__")
+    skipped = shutil.ignore_patterns(f"*{_compiled.EXT_SUFFIX}", "build-record*", "__pycache__")
     shutil.copytree(PACKAGE, root / "matching_engine", ignore=skipped)
     shutil.copytree(TESTS / "core", root / "tests" / "core", ignore=skipped)
     shutil.copy(TESTS / "__init__.py", root / "tests" / "__init__.py")
@@ -97,11 +97,19 @@ def test_the_two_cores_restore_each_others_snapshots(plain_tree: Path, tmp_path:
     assert restored.fingerprint() == compiled.fingerprint()
 
 
-def test_a_compiled_core_older_than_its_source_refuses_to_import(
+def test_compiled_modules_from_other_sources_refuse_to_import(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    check_current()  # the installed one is current
-    digest_module = sys.modules["matching_engine.core._build_digest"]
-    monkeypatch.setattr(digest_module, "SOURCE_DIGEST", hashlib.sha256(b"other").hexdigest())
+    check_current()  # the installed core is what its build record says
+    monkeypatch.setattr(_compiled, "source_digest", lambda core=None: "0" * 64)
+    with pytest.raises(StaleCompiledCore, match="reinstall"):
+        check_current()
+
+
+def test_a_compiled_module_the_build_did_not_make_refuses_to_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built = _compiled.compiled_modules()
+    monkeypatch.setattr(_compiled, "compiled_modules", lambda core=None: [*built, "_events"])
     with pytest.raises(StaleCompiledCore, match="reinstall"):
         check_current()

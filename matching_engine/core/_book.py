@@ -26,7 +26,6 @@ from collections import deque
 from itertools import islice
 from typing import Any, NamedTuple
 
-from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedList
 
 from ._events import Trade
@@ -47,10 +46,9 @@ class DepthLevel(NamedTuple):
     order_count: int
 
 
-# Snapshots pickle these classes: serializable lets the compiled ones be rebuilt without __init__,
-# and each spells out its state, so the plain-Python and the compiled core read each other's
-# snapshots.
-@mypyc_attr(serializable=True)
+# Snapshots pickle these classes. Each is rebuilt through its constructor (a compiled class must
+# be: its attributes exist only once __init__ has run), then given its state; both spelled out,
+# so the plain-Python and the compiled core read each other's snapshots.
 class PriceLevel:
     __slots__ = ("count", "dead", "key", "orders", "price", "quantity", "side")
 
@@ -63,11 +61,12 @@ class PriceLevel:
         self.count = 0
         self.dead = 0
 
-    def __getstate__(self) -> tuple[object, ...]:
-        return (self.side, self.key, self.price, self.orders, self.quantity, self.count, self.dead)
+    def __reduce__(self) -> tuple[object, ...]:
+        state = (self.orders, self.quantity, self.count, self.dead)
+        return PriceLevel, (self.side, self.key, self.price), state
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.side, self.key, self.price, self.orders, self.quantity, self.count, self.dead = state
+        self.orders, self.quantity, self.count, self.dead = state
 
     def remove(self, order: Order) -> int:
         """Take a live order out of the level, lazily: zero its ``remaining`` and answer it."""
@@ -92,7 +91,6 @@ class PriceLevel:
         return [order for order in self.orders if order.remaining]
 
 
-@mypyc_attr(serializable=True)
 class BookSide:
     __slots__ = ("best_key", "keys", "levels", "sign")
 
@@ -102,11 +100,11 @@ class BookSide:
         self.keys = SortedList()
         self.best_key = EMPTY
 
-    def __getstate__(self) -> tuple[object, ...]:
-        return (self.sign, self.levels, self.keys, self.best_key)
+    def __reduce__(self) -> tuple[object, ...]:
+        return BookSide, (self.sign,), (self.levels, self.keys, self.best_key)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.sign, self.levels, self.keys, self.best_key = state
+        self.levels, self.keys, self.best_key = state
 
     def add(self, order: Order, price: int) -> None:
         """Append an order at the back of its level's queue."""
@@ -152,7 +150,6 @@ class BookSide:
         return len(self.levels)
 
 
-@mypyc_attr(serializable=True)
 class OrderBook:
     """Everything the engine keeps per instrument."""
 
@@ -166,11 +163,12 @@ class OrderBook:
         # Recent trades, oldest first; the Trade events themselves (immutable).
         self.trades: deque[Trade] = deque(maxlen=trade_history)
 
-    def __getstate__(self) -> tuple[object, ...]:
-        return (self.instrument, self.bids, self.asks, self.last_price, self.trades)
+    def __reduce__(self) -> tuple[object, ...]:
+        arguments = (self.instrument, self.trades.maxlen)
+        return OrderBook, arguments, (self.bids, self.asks, self.last_price, self.trades)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.instrument, self.bids, self.asks, self.last_price, self.trades = state
+        self.bids, self.asks, self.last_price, self.trades = state
 
     @property
     def best_bid_price(self) -> int | None:

@@ -1,51 +1,75 @@
-"""Whether the core runs compiled, and a guard against a compiled module older than its source.
+"""Whether the core runs compiled, and a guard against compiled modules older than the sources.
 
 An install compiles the matching loop's modules with mypyc (setup.py) and puts each extension
-beside its ``.py`` file, where Python prefers it. After an edit to such a source, the old extension
-would still be the one that runs, so importing the core checks the sources against the digest
-written when the extensions were built, and refuses a mismatch rather than run stale code.
+beside its ``.py`` file, where Python prefers it. After an edit to the sources, the old extension
+would still be the one that runs, so the build records what it compiled and from which sources
+(the build record), and importing the core refuses extensions that do not match that record.
+
+Extensions are per interpreter (their suffix names the Python version and platform), so the
+build record is too. setup.py loads this file by its path to write the record the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-from importlib.machinery import EXTENSION_SUFFIXES
+import json
+import sysconfig
 from pathlib import Path
 
-__all__ = ["StaleCompiledCore", "compiled_modules"]
+__all__ = [
+    "EXT_SUFFIX",
+    "StaleCompiledCore",
+    "build_record",
+    "check_current",
+    "compiled_modules",
+    "record_path",
+]
 
-_HERE = Path(__file__).parent
+CORE = Path(__file__).parent
+EXT_SUFFIX: str = sysconfig.get_config_var("EXT_SUFFIX")
 
 
 class StaleCompiledCore(ImportError):
     pass
 
 
-def compiled_modules() -> list[str]:
-    """The core's modules that have a compiled extension beside their source, sorted."""
-    return sorted(
-        source.name
-        for source in _HERE.glob("*.py")
-        if any(source.with_suffix(suffix).exists() for suffix in EXTENSION_SUFFIXES)
-    )
+def record_path(directory: Path = CORE) -> Path:
+    return directory / f"build-record{EXT_SUFFIX}.json"
+
+
+def source_digest(core: Path = CORE) -> str:
+    """The sha256 of every source of the core, each framed by its name and length: mypyc builds
+    the declared types of the modules it does not compile into those it does."""
+    digest = hashlib.sha256()
+    for source in sorted(core.glob("*.py")):
+        data = source.read_bytes()
+        digest.update(f"{source.name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def build_record(modules: list[str], core: Path = CORE) -> str:
+    return json.dumps({"digest": source_digest(core), "modules": sorted(modules)})
+
+
+def compiled_modules(core: Path = CORE) -> list[str]:
+    """The core's modules that have an extension for this interpreter, sorted."""
+    return sorted(path.name.removesuffix(EXT_SUFFIX) for path in core.glob(f"*{EXT_SUFFIX}"))
 
 
 def check_current() -> None:
-    """Raise :class:`StaleCompiledCore` when a compiled module's source has changed since."""
-    names = compiled_modules()
-    if not names:
+    """Raise :class:`StaleCompiledCore` unless the extensions are what the last build made from
+    the sources as they are now."""
+    modules = compiled_modules()
+    if not modules:
         return
-    digest = hashlib.sha256()
-    for name in names:
-        digest.update((_HERE / name).read_bytes())
     try:
-        built = importlib.import_module(f"{__package__}._build_digest").SOURCE_DIGEST
-    except ImportError:
-        built = None
-    if built != digest.hexdigest():
+        recorded = json.loads(record_path().read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != json.loads(build_record(modules)):
         raise StaleCompiledCore(
-            f"the compiled core ({', '.join(names)} in {_HERE}) was built from other sources: "
-            "reinstall the project (pip install -e .), or delete those extension files to run "
-            "the core as plain Python"
+            f"the compiled core ({', '.join(modules)} in {CORE}) was not built from the sources "
+            "there now: reinstall the project (pip install -e .), or delete those extension "
+            f"files (*{EXT_SUFFIX}) to run the core as plain Python"
         )

@@ -27,8 +27,6 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from mypy_extensions import mypyc_attr
-
 from ._commands import NewOrder
 from ._types import (
     REJECTION_REASONS,
@@ -46,8 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["Order"]
 
 
-# serializable: a compiled class is pickled through __getstate__/__setstate__ without __init__.
-@mypyc_attr(serializable=True)
 class Order:
     __slots__ = (
         "account",
@@ -95,14 +91,13 @@ class Order:
 
     # -- snapshots ----------------------------------------------------------------------------
 
-    # Snapshots pickle every order the engine knows. A positional state is about twice as fast
-    # to write and to read as the default of one {slot name: value} dict per order. The state
-    # (not the constructor's arguments) carries the level, because a level's queue points back
-    # at its orders and pickle resolves such cycles only through state.
-    def __getstate__(self) -> tuple[object, ...]:
-        return (
-            self.order_id,
-            self.command,
+    # Snapshots pickle every order the engine knows: rebuilt through the constructor (a compiled
+    # class must be), then a positional state, about twice as fast to write and to read as the
+    # default of one {slot name: value} dict per order. The state (not the constructor's
+    # arguments) carries the level, because a level's queue points back at its orders and
+    # pickle resolves such cycles only through state.
+    def __reduce__(self) -> tuple[object, ...]:
+        state = (
             self.price,
             self.quantity,
             self.filled,
@@ -112,11 +107,10 @@ class Order:
             self.reason,
             self.updated_at,
         )
+        return Order, (self.order_id, self.command), state
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (
-            self.order_id,
-            self.command,
             self.price,
             self.quantity,
             self.filled,
@@ -126,7 +120,6 @@ class Order:
             self.reason,
             self.updated_at,
         ) = state
-        self.account = self.command.account
 
     # -- derived views ------------------------------------------------------------------------
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
-from matching_engine.core import CancelOrder, MatchingEngine, NewOrder
+from matching_engine.core import CancelOrder, MatchingEngine, NewOrder, Order, OrderBook
+from matching_engine.core._book import EMPTY, BookSide, PriceLevel
 
-from .helpers import SYMBOL, engine_with, limit, market
+from .helpers import SYMBOL, engine_with, instrument, limit, market
 
 
 def _commands(count: int, seed: int) -> list[NewOrder | CancelOrder]:
@@ -69,3 +70,23 @@ def test_every_remembered_order_and_its_command_restore_field_for_field() -> Non
     remembered = [_order_fields(original, order_id) for order_id in ids]
     assert [_order_fields(restored, order_id) for order_id in ids] == remembered
     assert sum(fields is not None for fields in remembered) > 200  # open and closed alike
+
+
+def test_the_state_classes_built_from_python_code_are_whole() -> None:
+    # Unpickling builds them through their constructors, and so may any caller: a compiled class
+    # whose constructor skipped __init__ would have no attributes at all.
+    order = Order(7, limit("alice", "buy", 5, 9_990))
+    assert (order.order_id, order.remaining, order.filled, order.level) == (7, 5, 0, None)
+    side = BookSide(-1)
+    assert (side.levels, len(side.keys), side.best_key) == ({}, 0, EMPTY)
+    level = PriceLevel(side, -9_990, 9_990)
+    assert (level.side, level.key, level.quantity, level.count, len(level.orders)) == (
+        side, -9_990, 0, 0, 0,
+    )  # fmt: skip
+    book = OrderBook(instrument(), 10)
+    assert (book.trades.maxlen, book.last_price, book.bids.sign, book.asks.sign) == (
+        10,
+        None,
+        -1,
+        1,
+    )
