@@ -397,9 +397,12 @@ def measure(
         after = scrape(url)
         batch_sum = _delta(before, after, "matching_engine_journal_batch_commands_sum")
         batch_count = _delta(before, after, "matching_engine_journal_batch_commands_count")
+        commit = "matching_engine_journal_commit_seconds"
         run.metrics = {
             "mean_batch": batch_sum / batch_count if batch_count else float("nan"),
             "batches": batch_count,
+            "commit_s": _delta(before, after, f"{commit}_sum"),
+            "slow_commits": batch_count - _delta(before, after, f"{commit}_bucket", le="0.025"),
             **{
                 f"http_{status}": _delta(
                     before,
@@ -451,25 +454,32 @@ def print_table(rows: list[tuple[str, Run, Run | None]]) -> None:
     """One line per run; ``ceiling`` is the ceiling's run at the same level, for the ratio."""
     print(
         f"{'run':<16}{'conns':>6}{'orders/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'p99.9':>8}"
-        f"{'non2xx':>8}{'sockerr':>8}{'ratio':>7}{'batch':>7}{'srv':>6}{'us/req':>8}"
+        f"{'non2xx':>8}{'sockerr':>8}{'ratio':>7}{'batch':>7}{'commit':>7}{'slow':>5}"
+        f"{'srv':>6}{'us/req':>8}"
         f"{'pg':>6}{'redis':>6}{'wrk':>6}{'other':>6}"
     )
     for label, run, ceiling in rows:
         ratio = f"{run.rate / ceiling.rate:.2f}" if ceiling is not None and ceiling.rate else "-"
         batch = run.metrics.get("mean_batch")
+        commit_ms, slow = "-", "-"
+        if run.metrics.get("batches"):
+            commit_ms = f"{run.metrics['commit_s'] / run.metrics['batches'] * 1000:.2f}"
+            slow = f"{run.metrics['slow_commits']:.0f}"
         name = f"{label}{' *' if run.noisy else ''}"
         print(
             f"{name:<16}{run.connections:>6}{run.rate:>10,.0f}{run.latency('p50'):>8.2f}"
             f"{run.latency('p99'):>8.2f}{run.latency('p99.9'):>8.2f}{run.wrk['non_2xx']:>8}"
             f"{run.socket_errors:>8}{ratio:>7}"
-            f"{'-' if batch is None else f'{batch:.1f}':>7}{_cores(run, 'server'):>6}"
+            f"{'-' if batch is None else f'{batch:.1f}':>7}{commit_ms:>7}{slow:>5}"
+            f"{_cores(run, 'server'):>6}"
             f"{run.server_us_per_request:>8.0f}{_cores(run, 'postgres'):>6}"
             f"{_cores(run, 'redis'):>6}{_cores(run, 'client'):>6}{_cores(run, 'other'):>6}"
         )
     print(
         "orders/s: 2xx answers a second; non2xx: answers >= 400; ratio: to the ceiling at the "
-        "same level;\nbatch: journal commands per commit; srv/pg/redis/wrk/other: cores used by "
-        "the server, PostgreSQL,\nRedis (throwaway ones only; a machine server counts in "
+        "same level;\nbatch: journal commands per commit; commit: mean ms per journal commit; "
+        "slow: commits over 25 ms;\nsrv/pg/redis/wrk/other: cores used by the server, PostgreSQL, "
+        "Redis (throwaway ones only; a machine server counts in "
         "'other'), wrk, and everything else;\nus/req: server CPU per request. "
         f"* : other processes used >= {NOISY_CORES} cores during the run (noisy)."
     )
