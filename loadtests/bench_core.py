@@ -7,11 +7,14 @@ orders rest around the mid (most near it, so levels near the top grow hundreds o
 third of the new orders cross the spread (gtc, ioc and market orders), and about a quarter of the
 commands cancel a random resting order, which is usually in the middle of a deep level. The
 commands are generated up front by driving a scratch engine, so that cancels target orders that
-are really resting; the timed runs then replay that list into fresh engines.
+are really resting; the timed runs then replay that list (a copy of it laid out in order, away
+from the scratch engine's garbage) into fresh engines.
 
 Three measurements, each on a fresh engine:
   1. throughput: the whole list in a tight loop, no per-command timing, with the server's
-     collector pass (matching_engine.runtime) every 50,000 commands;
+     collector pass (matching_engine.runtime) every 50,000 commands; when the core is compiled,
+     again in a child process on a copy of the same sources without the compiled extensions
+     (the plain-Python baseline, same commands, same run);
   2. latency: the same list again, timing every command with perf_counter_ns
      (the ~50 ns the clock itself costs is included in the figures);
   3. memory: a separate process fills a book with ``--resting`` orders that do not cross and reports
@@ -25,14 +28,20 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import pickle
 import random
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
+import loadtests
+import matching_engine
 from matching_engine.core import (
     COMPILED,
     AddInstrument,
@@ -48,6 +57,7 @@ from matching_engine.core import (
     TimeInForce,
     Trade,
 )
+from matching_engine.core._compiled import EXT_SUFFIX
 from matching_engine.runtime import GC_THRESHOLDS, Collector
 
 ACCOUNTS = [f"acct-{i}" for i in range(200)]
@@ -171,6 +181,29 @@ def run_throughput(commands: list[Command]) -> tuple[float, int, MatchingEngine]
     return elapsed, engine.trade_count, engine
 
 
+def plain_throughput(pickled_commands: bytes) -> int | None:
+    """Commands/s of the same list through the plain-Python core, in a child process that runs
+    a copy of the sources without the compiled extensions; None when this core is plain."""
+    if not COMPILED:
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-core-plain-") as directory:
+        root = Path(directory)
+        skipped = shutil.ignore_patterns(f"*{EXT_SUFFIX}", "build-record*", "__pycache__")
+        for package in (matching_engine, loadtests):
+            source = Path(package.__file__).parent  # type: ignore[arg-type]
+            shutil.copytree(source, root / source.name, ignore=skipped)
+        (root / "commands.pickle").write_bytes(pickled_commands)
+        out = subprocess.run(
+            [sys.executable, "-m", "loadtests.bench_core", "--plain-child", "commands.pickle"],
+            cwd=root,  # first on sys.path: the copy is what the child imports
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    result: int = json.loads(out.strip().splitlines()[-1])["commands_per_s"]
+    return result
+
+
 def run_latency(commands: list[Command]) -> tuple[list[int], int]:
     """Sorted per-command latencies (ns), and how many new orders traded on entry."""
     engine = MatchingEngine()
@@ -257,13 +290,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--resting", type=int, default=1_000_000, help="orders for memory test")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child is not None:
         print(json.dumps(fill_resting(args.memory_child)))
         return 0
+    if args.plain_child is not None:
+        assert not COMPILED, "the plain-Python baseline must not load the compiled core"
+        with open(args.plain_child, "rb") as file:
+            commands = pickle.load(file)
+        COLLECTOR.start()
+        print(json.dumps({"commands_per_s": round(len(commands) / run_throughput(commands)[0])}))
+        return 0
 
     started = time.perf_counter()
-    commands = generate(args.commands, args.symbols, args.seed)
+    generated = generate(args.commands, args.symbols, args.seed)
+    # The generator leaves the commands scattered among its scratch engine's garbage, which slows
+    # the compiled core by up to a quarter (memory stalls weigh more in faster code). Both runs
+    # replay a copy laid out in order instead, the plain-Python child loading the same bytes.
+    pickled_commands = pickle.dumps(generated, protocol=pickle.HIGHEST_PROTOCOL)
+    del generated
+    commands: list[Command] = pickle.loads(pickled_commands)
     generated_in = time.perf_counter() - started
     counts = {"new": 0, "crossing": 0, "cancel": 0, "market": 0, "ioc": 0}
     # The server's collector policy; it also freezes the command list, the harness's own data.
@@ -277,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             counts["ioc"] += command.time_in_force is TimeInForce.IOC
 
     elapsed, trades, engine = run_throughput(commands)
+    plain_per_s = plain_throughput(pickled_commands)
     resting, levels, deepest = book_shape(engine)
     del engine
     latencies, counts["crossing"] = run_latency(commands)
@@ -284,10 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_million = (memory["rss_after_mb"] - memory["rss_before_mb"]) * 1e6 / memory["resting"]
 
+    per_s = round(len(commands) / elapsed)
     figures = {
         "core": "compiled" if COMPILED else "python",
         "commands": len(commands),
-        "commands_per_s": round(len(commands) / elapsed),
+        "commands_per_s": per_s,
+        "plain_commands_per_s": plain_per_s,
         "trades_per_s": round(trades / elapsed),
         "p50_us": round(percentile(latencies, 0.50), 2),
         "p99_us": round(percentile(latencies, 0.99), 2),
@@ -309,6 +359,13 @@ def main(argv: list[str] | None = None) -> int:
             "commands, as the server runs",
         ),
         ("commands/s", f"{figures['commands_per_s']:,}"),
+        (
+            "  plain-Python core",
+            "-"
+            if plain_per_s is None
+            else f"{plain_per_s:,} (same commands, same run; compiled is "
+            f"{per_s / plain_per_s:.2f}x)",
+        ),
         ("trades/s", f"{figures['trades_per_s']:,} ({trades:,} trades)"),
         ("latency p50", f"{figures['p50_us']} us"),
         ("latency p99", f"{figures['p99_us']} us"),
