@@ -153,10 +153,26 @@ class BookSide:
 class OrderBook:
     """Everything the engine keeps per instrument."""
 
-    __slots__ = ("asks", "bids", "instrument", "last_price", "trades")
+    __slots__ = (
+        "asks",
+        "banded",
+        "bids",
+        "instrument",
+        "last_price",
+        "max_lots",
+        "min_lots",
+        "symbol",
+        "trades",
+    )
 
     def __init__(self, instrument: Instrument, trade_history: int) -> None:
         self.instrument = instrument
+        # What every new order reads, copied out of the (uncompiled) instrument: an attribute
+        # of a compiled class is read directly, an instrument's through Python's lookup.
+        self.symbol = instrument.symbol
+        self.min_lots = instrument.min_lots
+        self.max_lots = instrument.max_lots
+        self.banded = instrument.price_band_pct is not None
         self.bids = BookSide(-1)
         self.asks = BookSide(+1)
         self.last_price: int | None = None

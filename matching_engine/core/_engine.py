@@ -236,9 +236,10 @@ class MatchingEngine:
         book = self._books.get(command.symbol)
         if book is None:
             return [_new_event(_COMMAND_REJECTED, (sequence, ErrorCode.UNKNOWN_SYMBOL, None))]
-        instrument = book.instrument
-        quantity = command.quantity
-        if quantity < instrument.min_lots or quantity > instrument.max_lots:
+        # Built first: it reads the command's fields once, and later reads of its own are cheap.
+        order = Order(sequence, command)
+        quantity = order.quantity
+        if quantity < book.min_lots or quantity > book.max_lots:
             return [
                 _new_event(_COMMAND_REJECTED, (sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, None))
             ]
@@ -247,8 +248,7 @@ class MatchingEngine:
             if known is not None:
                 return [known]
 
-        order = Order(sequence, command)
-        price = command.price
+        price = order.price
         if command.side is _BUY:
             own, opposite = book.bids, book.asks
             limit_key = _ANY_PRICE if price is None else price
@@ -256,9 +256,7 @@ class MatchingEngine:
             own, opposite = book.asks, book.bids
             limit_key = _ANY_PRICE if price is None else -price
         if price is not None:
-            if instrument.price_band_pct is not None and not instrument.within_band(
-                price, book.last_price
-            ):
+            if book.banded and not book.instrument.within_band(price, book.last_price):
                 return self._reject(order, Reason.PRICE_BAND, sequence)
             if command.post_only and opposite.best_key <= limit_key:
                 return self._reject(order, Reason.POST_ONLY_WOULD_CROSS, sequence)
@@ -266,7 +264,7 @@ class MatchingEngine:
         events: list[Event] = [_new_event(_ORDER_ACCEPTED, (sequence, sequence))]
         time_in_force = command.time_in_force
         if opposite.best_key <= limit_key:
-            timestamp = command.timestamp
+            timestamp = order.updated_at
             if time_in_force is _FOK and not self._fok_fillable(order, opposite, limit_key):
                 return self._close_new(order, Reason.FOK_UNFILLABLE, events, sequence, timestamp)
             if self._take(order, book, opposite, limit_key, events, sequence, timestamp):
@@ -281,7 +279,7 @@ class MatchingEngine:
                 reason = Reason.FOK_UNFILLABLE
             else:
                 reason = Reason.NO_LIQUIDITY if price is None else Reason.IOC_REMAINDER
-            return self._close_new(order, reason, events, sequence, command.timestamp)
+            return self._close_new(order, reason, events, sequence, order.updated_at)
 
         # Rest at the back of the level (BookSide.add, inlined).
         level = own.levels.get(-limit_key)
@@ -370,7 +368,7 @@ class MatchingEngine:
         check_stp = stp is not _STP_NONE
         taker_id = taker.order_id
         taker_side = taker.command.side
-        symbol = book.instrument.symbol
+        symbol = book.symbol
         levels = opposite.levels
         recent = book.trades
         append = events.append
