@@ -12,7 +12,7 @@ from the scratch engine's garbage) into fresh engines.
 
 Three measurements, each on a fresh engine:
   1. throughput: the whole list in a tight loop, no per-command timing, with the server's
-     collector pass (matching_engine.runtime) every 50,000 commands; when the core is compiled,
+     collector pass (matching_engine.runtime) every 0.25 s, as the server runs it; when the core is compiled,
      again in a child process on a copy of the same sources without the compiled extensions
      (the plain-Python baseline, same commands, same run);
   2. latency: the same list again, timing every command with perf_counter_ns
@@ -58,13 +58,14 @@ from matching_engine.core import (
     Trade,
 )
 from matching_engine.core._compiled import EXT_SUFFIX
-from matching_engine.runtime import GC_THRESHOLDS, Collector
+from matching_engine.runtime import FREEZE_INTERVAL_S, GC_THRESHOLDS, Collector
 
 ACCOUNTS = [f"acct-{i}" for i in range(200)]
 START_MID = 100_000  # ticks (1000.00 with a 0.01 tick)
 TARGET_RESTING_PER_SYMBOL = 5_000
-# The server runs its collector pass every 0.25 s: some 50,000 commands at the core's pace.
-COMMANDS_PER_FREEZE = 50_000
+# The collector pass runs every FREEZE_INTERVAL_S, as in the server; the clock is read after
+# every run of this many commands (about a millisecond of work).
+COMMANDS_PER_CLOCK_READ = 500
 COLLECTOR = Collector()
 
 
@@ -163,11 +164,15 @@ def _pick_cancel(
 
 
 def passes(commands: list[Command]) -> Iterator[list[Command]]:
-    """The commands in runs of :data:`COMMANDS_PER_FREEZE`, with the server's collector pass
-    (:meth:`Collector.freeze_survivors`) after each run, outside any command's latency."""
-    for start in range(0, len(commands), COMMANDS_PER_FREEZE):
-        yield commands[start : start + COMMANDS_PER_FREEZE]
-        COLLECTOR.freeze_survivors()
+    """The commands in short runs; between two runs, the server's collector pass
+    (:meth:`Collector.freeze_survivors`) once :data:`FREEZE_INTERVAL_S` went by since the last,
+    outside any command's latency."""
+    last = time.perf_counter()
+    for start in range(0, len(commands), COMMANDS_PER_CLOCK_READ):
+        yield commands[start : start + COMMANDS_PER_CLOCK_READ]
+        if time.perf_counter() - last >= FREEZE_INTERVAL_S:
+            COLLECTOR.freeze_survivors()
+            last = time.perf_counter()
 
 
 def run_throughput(commands: list[Command]) -> tuple[float, int, MatchingEngine]:
@@ -355,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         ("  generated in", f"{generated_in:.1f} s (not timed)"),
         (
             "  collector",
-            f"thresholds {GC_THRESHOLDS}, survivors frozen every {COMMANDS_PER_FREEZE:,} "
-            "commands, as the server runs",
+            f"thresholds {GC_THRESHOLDS}, survivors frozen every {FREEZE_INTERVAL_S} s, "
+            "as the server runs",
         ),
         ("commands/s", f"{figures['commands_per_s']:,}"),
         (
