@@ -6,7 +6,8 @@ sources, and ``matching_engine.core`` refuses to import them once the sources ha
 (``matching_engine/core/_compiled.py``).
 
 ``MATCHING_ENGINE_PURE=1`` at install time skips the compilation: the core then runs as plain
-Python, with the same behaviour, at about three quarters of the speed.
+Python, with the same behaviour, at about three quarters of the speed. So does a machine without
+a working C compiler, with a warning in the install's output.
 """
 
 from __future__ import annotations
@@ -37,17 +38,28 @@ def _compiled_helpers() -> ModuleType:
 
 
 class BuildExtWithRecord(build_ext):
-    """Builds the extensions, then writes the build record beside them: into the source tree for
-    an editable install, into the build directory (so the wheel) otherwise."""
+    """Builds the extensions, then writes the build record beside the core's that were built:
+    into the source tree for an editable install, into the build directory (so the wheel)
+    otherwise. Earlier outputs and record go first, so that a build that fails cannot leave an
+    old extension for the new record to vouch for."""
 
     def run(self) -> None:
-        super().run()
         helpers = _compiled_helpers()
-        names = [ext.name for ext in self.extensions]
-        modules = [name.rpartition(".")[2] for name in names if name.startswith("matching_engine.")]
-        if modules:
-            target = Path(self.get_ext_fullpath(f"matching_engine.core.{modules[0]}")).parent
-            helpers.record_path(target).write_text(helpers.build_record(modules, CORE))
+        outputs = {ext.name: Path(self.get_ext_fullpath(ext.name)) for ext in self.extensions}
+        core = {
+            name.rpartition(".")[2]: output
+            for name, output in outputs.items()
+            if name.startswith("matching_engine.core.")
+        }
+        for output in outputs.values():
+            output.unlink(missing_ok=True)
+        for output in core.values():
+            helpers.record_path(output.parent).unlink(missing_ok=True)
+        super().run()
+        built = [module for module, output in core.items() if output.exists()]
+        if built:
+            target = core[built[0]].parent
+            helpers.record_path(target).write_text(helpers.build_record(built, CORE))
 
 
 def ext_modules() -> list[object]:
@@ -63,10 +75,14 @@ def ext_modules() -> list[object]:
 
     # --config-file= keeps mypyc off the project's [tool.mypy] (its pydantic plugin is not in
     # the build environment); sortedcontainers has no type information, which is fine.
-    return mypycify(
+    extensions = mypycify(
         ["--config-file=", "--ignore-missing-imports", *(str(CORE / n) for n in COMPILED)],
         opt_level="3",
     )
+    # Without a working C compiler the install warns and goes on: the core runs as plain Python.
+    for extension in extensions:
+        extension.optional = True
+    return list(extensions)
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildExtWithRecord})

@@ -1,5 +1,6 @@
-"""setup.py: a wheel carries the compiled core with its build record, and MATCHING_ENGINE_PURE=1
-builds one without, removing extensions an earlier editable build left in the tree.
+"""setup.py: a wheel carries the compiled core with its build record; MATCHING_ENGINE_PURE=1
+builds one without, removing extensions an earlier editable build left in the tree; and without
+a C compiler the build goes on as plain Python.
 
 Each build runs on a copy of the project (the plain build deletes extensions from the tree it
 runs in), without build isolation: the test environment already has setuptools and mypy.
@@ -87,3 +88,10 @@ def test_a_plain_build_has_no_extension_and_clears_leftovers(project_copy: Path)
 
     assert not [name for name in names if name.endswith(SUFFIX) or "build-record" in name]
     assert not [leftover for leftover in leftovers if leftover.exists()]
+
+
+def test_without_a_c_compiler_the_build_goes_on_as_plain_python(project_copy: Path) -> None:
+    names = build_wheel(project_copy, CC="false")  # a compiler that fails every file
+
+    assert not [name for name in names if name.endswith(SUFFIX) or "build-record" in name]
+    assert "matching_engine/core/_engine.py" in names
