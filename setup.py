@@ -51,15 +51,15 @@ class BuildExtWithRecord(build_ext):
             for name, output in outputs.items()
             if name.startswith("matching_engine.core.")
         }
-        for output in outputs.values():
+        if not core:  # a plain build: nothing to record
+            return super().run()
+        record = helpers.record_path(next(iter(core.values())).parent)
+        for output in [*outputs.values(), record]:
             output.unlink(missing_ok=True)
-        for output in core.values():
-            helpers.record_path(output.parent).unlink(missing_ok=True)
         super().run()
         built = [module for module, output in core.items() if output.exists()]
         if built:
-            target = core[built[0]].parent
-            helpers.record_path(target).write_text(helpers.build_record(built, CORE))
+            record.write_text(helpers.build_record(built, CORE))
 
 
 def ext_modules() -> list[object]:

@@ -31,7 +31,6 @@ import json
 import pickle
 import random
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import loadtests
 import matching_engine
 from matching_engine.core import (
     COMPILED,
+    CORE_BUILD,
     AddInstrument,
     CancelOrder,
     Command,
@@ -57,7 +57,7 @@ from matching_engine.core import (
     TimeInForce,
     Trade,
 )
-from matching_engine.core._compiled import EXT_SUFFIX
+from matching_engine.core._compiled import copy_plain
 from matching_engine.runtime import FREEZE_INTERVAL_S, GC_THRESHOLDS, Collector
 
 ACCOUNTS = [f"acct-{i}" for i in range(200)]
@@ -193,10 +193,9 @@ def plain_throughput(pickled_commands: bytes) -> int | None:
         return None
     with tempfile.TemporaryDirectory(prefix="bench-core-plain-") as directory:
         root = Path(directory)
-        skipped = shutil.ignore_patterns(f"*{EXT_SUFFIX}", "build-record*", "__pycache__")
         for package in (matching_engine, loadtests):
             source = Path(package.__file__).parent  # type: ignore[arg-type]
-            shutil.copytree(source, root / source.name, ignore=skipped)
+            copy_plain(source, root / source.name)
         (root / "commands.pickle").write_bytes(pickled_commands)
         out = subprocess.run(
             [sys.executable, "-m", "loadtests.bench_core", "--plain-child", "commands.pickle"],
@@ -339,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
     per_s = round(len(commands) / elapsed)
     figures = {
-        "core": "compiled" if COMPILED else "python",
+        "core": CORE_BUILD,
         "commands": len(commands),
         "commands_per_s": per_s,
         "plain_commands_per_s": plain_per_s,

@@ -16,7 +16,7 @@ from typing import TypeVar
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from matching_engine import __version__
-from matching_engine.core import COMPILED, Event, MatchingEngine, Trade
+from matching_engine.core import CORE_BUILD, Event, MatchingEngine, Trade
 
 __all__ = [
     "BEST_ASK",
@@ -64,7 +64,7 @@ BUILD_INFO = Info(
     "matching_engine_build",
     "The running version of the engine, and whether its core is compiled (mypyc) or plain Python.",
 )
-BUILD_INFO.info({"version": __version__, "core": "compiled" if COMPILED else "python"})
+BUILD_INFO.info({"version": __version__, "core": CORE_BUILD})
 
 GC_PAUSE_SECONDS = Histogram(
     "matching_engine_gc_pause_seconds",

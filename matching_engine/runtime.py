@@ -11,8 +11,9 @@ stops it for a good part of a second.
 So the server, once recovery has loaded the book, freezes what exists (a frozen object is never
 walked again), and from then on :meth:`Collector.run` makes a pass four times a second: it
 collects every generation, which hold only what is not frozen yet, so this frees the cyclic
-garbage among them, and freezes what survived. Each object is walked about once, in a pause proportional to what the last quarter
-second allocated and kept (about 3 ms at 5,000 orders a second).
+garbage among them, and freezes what survived. Each object is walked about once, in a pause
+proportional to what the last quarter second allocated and kept (about 3 ms at 5,000 orders a
+second).
 
 The price of freezing: an object frozen while alive that later dies in a reference cycle is not
 freed by a pass. Such cycles do happen outside the book: a client connection's protocol

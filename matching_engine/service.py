@@ -33,7 +33,7 @@ from matching_engine.accounts import AccountRecord, AccountStore, Principal, Rol
 from matching_engine.audit import AuditEntry, AuditLog
 from matching_engine.breaker import Breaker, BreakerOpen
 from matching_engine.core import (
-    COMPILED,
+    CORE_BUILD,
     AddInstrument,
     AmendOrder,
     CancelAll,
@@ -181,7 +181,7 @@ class EngineService:
                 "snapshot_sequence": report.snapshot_sequence,
                 "replayed": report.replayed,
                 "duration_s": round(report.seconds, 6),
-                "core": "compiled" if COMPILED else "python",
+                "core": CORE_BUILD,
             },
         )
         service = cls(settings, database, engine, report)

@@ -28,9 +28,8 @@ SUFFIX = _compiled.EXT_SUFFIX
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     root = tmp_path / "project"
-    skipped = shutil.ignore_patterns(f"*{SUFFIX}", "build-record*", "__pycache__")
     for name in ("matching_engine", "api", "migrations"):
-        shutil.copytree(PROJECT / name, root / name, ignore=skipped)
+        _compiled.copy_plain(PROJECT / name, root / name)
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(PROJECT / name, root / name)
     return root

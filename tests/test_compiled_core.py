@@ -49,9 +49,8 @@ print(hashlib.sha256(answers.encode()).hexdigest(), engine.fingerprint())
 def plain_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package and the core tests, copied without the compiled extensions."""
     root = tmp_path_factory.mktemp("plain-core")
-    skipped = shutil.ignore_patterns(f"*{_compiled.EXT_SUFFIX}", "build-record*", "__pycache__")
-    shutil.copytree(PACKAGE, root / "matching_engine", ignore=skipped)
-    shutil.copytree(TESTS / "core", root / "tests" / "core", ignore=skipped)
+    _compiled.copy_plain(PACKAGE, root / "matching_engine")
+    _compiled.copy_plain(TESTS / "core", root / "tests" / "core")
     shutil.copy(TESTS / "__init__.py", root / "tests" / "__init__.py")
     return root
 

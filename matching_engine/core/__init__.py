@@ -11,8 +11,8 @@ plain Python when it did not.
 from . import _compiled
 
 # Before the modules it checks are imported: a stale compiled module must not load.
-_compiled.check_current()
-COMPILED = bool(_compiled.compiled_modules())
+COMPILED = bool(_compiled.check_current())
+CORE_BUILD = "compiled" if COMPILED else "python"  # as metrics, logs and benchmarks name it
 
 from ._book import DepthLevel, OrderBook
 from ._commands import (
@@ -59,6 +59,7 @@ from ._types import (
 
 __all__ = [
     "COMPILED",
+    "CORE_BUILD",
     "AddInstrument",
     "AmendOrder",
     "CancelAll",

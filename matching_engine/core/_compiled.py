@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sysconfig
 from pathlib import Path
 
@@ -22,6 +23,7 @@ __all__ = [
     "build_record",
     "check_current",
     "compiled_modules",
+    "copy_plain",
     "record_path",
 ]
 
@@ -57,12 +59,13 @@ def compiled_modules(core: Path = CORE) -> list[str]:
     return sorted(path.name.removesuffix(EXT_SUFFIX) for path in core.glob(f"*{EXT_SUFFIX}"))
 
 
-def check_current() -> None:
-    """Raise :class:`StaleCompiledCore` unless the extensions are what the last build made from
-    the sources as they are now."""
+def check_current() -> list[str]:
+    """The compiled modules (none when the core runs as plain Python). Raises
+    :class:`StaleCompiledCore` unless they are what the last build made from the sources as they
+    are now."""
     modules = compiled_modules()
     if not modules:
-        return
+        return modules
     try:
         recorded = json.loads(record_path().read_text())
     except (OSError, ValueError):
@@ -73,3 +76,11 @@ def check_current() -> None:
             "there now: reinstall the project (pip install -e .), or delete those extension "
             f"files (*{EXT_SUFFIX}) to run the core as plain Python"
         )
+    return modules
+
+
+def copy_plain(source: Path, target: Path) -> None:
+    """Copy the tree at ``source`` without compiled extensions, build records and bytecode: in
+    the copy, the core runs as plain Python."""
+    skipped = shutil.ignore_patterns(f"*{EXT_SUFFIX}", "build-record*", "__pycache__")
+    shutil.copytree(source, target, ignore=skipped)

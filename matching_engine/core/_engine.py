@@ -94,8 +94,8 @@ _STATE: Final = (
 )
 
 
-# Not marked serializable like the book's classes: compiled, unpickling builds it with __init__
-# (every argument has a default), then __setstate__.
+# Snapshots rebuild it through __init__ (every argument has a default), then __setstate__: a
+# compiled class has no __dict__ to restore.
 class MatchingEngine:
     def __init__(self, *, closed_order_capacity: int = 10_000, trade_history: int = 1_000) -> None:
         self.sequence = 0

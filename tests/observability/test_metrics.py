@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from matching_engine import __version__
-from matching_engine.core import COMPILED
+from matching_engine.core import CORE_BUILD
 from tests.observability.conftest import Scenario
 
 ORDERS = "matching_engine_orders_total"
@@ -110,7 +110,7 @@ class TestState:
         assert scenario.after.value("matching_engine_snapshot_sequence") == 10
 
     def test_the_build_is_identified(self, scenario: Scenario) -> None:
-        build = {"version": __version__, "core": "compiled" if COMPILED else "python"}
+        build = {"version": __version__, "core": CORE_BUILD}
         assert scenario.after.value("matching_engine_build_info", **build) == 1
 
 
