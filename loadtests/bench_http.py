@@ -5,7 +5,8 @@
 
 Two servers run side by side on 127.0.0.1, each one uvicorn worker with uvloop and httptools:
 
-- the engine (``matching-engine serve``) on PostgreSQL, with group commit and
+- the engine (``matching-engine serve``, whose httptools protocol sends each answer in one
+  write: :mod:`api.http_protocol`) on PostgreSQL, with group commit and
   ``synchronous_commit=on``, and its rate limiter on Redis. The order limits are raised far above
   the benchmark's traffic (a million a second per account) so that nothing is refused, but every
   order is still checked against Redis: the run reports the limiter's decisions by backend from

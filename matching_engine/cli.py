@@ -75,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.http_protocol import HttpProtocol
     from matching_engine.logs import configure_logging
     from matching_engine.tracing import configure_tracing
 
@@ -91,6 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
         # Our logging as configured above, and our own line per request instead of uvicorn's.
         log_config=None,
         access_log=False,
+        # httptools, with each answer sent in one write (see api.http_protocol).
+        http=HttpProtocol,
     )
     return 0
 

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from api.http_protocol import HttpProtocol
 from matching_engine import logs
 from matching_engine.cli import main
 
@@ -58,6 +59,8 @@ class TestServeCommand:
             # Our JSON logging, and our own line per request instead of uvicorn's access log.
             "log_config": None,
             "access_log": False,
+            # httptools, each answer in one write.
+            "http": HttpProtocol,
         }
         assert isinstance(logging.getLogger().handlers[-1].formatter, logs.JsonFormatter)
 
