@@ -2,9 +2,10 @@
 
 uvicorn writes an answer's status line and headers when the app sends ``http.response.start``
 and its body when the app sends ``http.response.body``: two ``send`` system calls, two TCP
-segments and two wake-ups of the client for every answer. On this machine those writes were the
-largest single cost of an order in the server's profile (about 18% of its CPU at 64
-connections). :class:`CoalescingTransport` holds what a connection writes until the end of the
+segments and two wake-ups of the client for every answer. Under load, those writes held about
+18% of the server's profile samples at 64 connections, more than any other single function;
+one write instead of two took about 4% off the server's CPU per order, and half of the load
+generator's. :class:`CoalescingTransport` holds what a connection writes until the end of the
 event loop's current pass, then sends it in one write: an answer's parts are written within one
 pass (the app awaits nothing between them that suspends), so each answer costs one system call
 and reaches the client no later than one loop pass after its last part.
