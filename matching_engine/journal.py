@@ -29,7 +29,8 @@ __all__ = ["Journal"]
 
 # The engine's pickled layout; a snapshot of another layout is skipped (recovery replays instead).
 # 3: every core class spells out its state, the same for the pure and the compiled core.
-SNAPSHOT_FORMAT = 3
+# 4: events (recent trades) are compiled classes pickled by their fields, no longer named tuples.
+SNAPSHOT_FORMAT = 4
 _REPLAY_PAGE = 5_000
 _SNAPSHOTS_KEPT = 2
 

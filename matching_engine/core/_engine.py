@@ -61,8 +61,6 @@ __all__ = ["MatchingEngine"]
 
 # The limit key of a market order: above every real key, below EMPTY (an empty side never crosses).
 _ANY_PRICE: Final = EMPTY - 1
-# Builds a NamedTuple event without the generated __new__ wrapper.
-_new_event: Final = tuple.__new__
 
 # Final: compiled, these are static constants rather than a module dictionary lookup per use.
 _BUY: Final = Side.BUY
@@ -73,10 +71,6 @@ _CANCEL_NEWEST: Final = SelfTradePrevention.CANCEL_NEWEST
 _CANCEL_OLDEST: Final = SelfTradePrevention.CANCEL_OLDEST
 _USER_CANCELED: Final = Reason.USER_CANCELED
 _SELF_TRADE_PREVENTED: Final = Reason.SELF_TRADE_PREVENTED
-_TRADE: Final = Trade
-_ORDER_ACCEPTED: Final = OrderAccepted
-_ORDER_CANCELED: Final = OrderCanceled
-_COMMAND_REJECTED: Final = CommandRejected
 
 _COMMAND_TYPES: Final = frozenset({NewOrder, CancelOrder, CancelAll, AmendOrder, AddInstrument})
 
@@ -235,14 +229,12 @@ class MatchingEngine:
     def _new_order(self, command: NewOrder, sequence: int) -> list[Event]:
         book = self._books.get(command.symbol)
         if book is None:
-            return [_new_event(_COMMAND_REJECTED, (sequence, ErrorCode.UNKNOWN_SYMBOL, None))]
+            return [CommandRejected(sequence, ErrorCode.UNKNOWN_SYMBOL)]
         # Built first: it reads the command's fields once, and later reads of its own are cheap.
         order = Order(sequence, command)
         quantity = order.quantity
         if quantity < book.min_lots or quantity > book.max_lots:
-            return [
-                _new_event(_COMMAND_REJECTED, (sequence, ErrorCode.QUANTITY_OUT_OF_RANGE, None))
-            ]
+            return [CommandRejected(sequence, ErrorCode.QUANTITY_OUT_OF_RANGE)]
         if command.client_order_id is not None:
             known = self._check_client_order_id(command, sequence)
             if known is not None:
@@ -261,7 +253,7 @@ class MatchingEngine:
             if command.post_only and opposite.best_key <= limit_key:
                 return self._reject(order, Reason.POST_ONLY_WOULD_CROSS, sequence)
 
-        events: list[Event] = [_new_event(_ORDER_ACCEPTED, (sequence, sequence))]
+        events: list[Event] = [OrderAccepted(sequence, sequence)]
         time_in_force = command.time_in_force
         if opposite.best_key <= limit_key:
             timestamp = order.updated_at
@@ -399,12 +391,7 @@ class MatchingEngine:
                         maker.reason = _SELF_TRADE_PREVENTED
                         maker.updated_at = timestamp
                         maker_id = maker.order_id
-                        append(
-                            _new_event(
-                                _ORDER_CANCELED,
-                                (sequence, maker_id, available, _SELF_TRADE_PREVENTED),
-                            )
-                        )
+                        append(OrderCanceled(sequence, maker_id, available, _SELF_TRADE_PREVENTED))
                         del by_account[maker.account][maker_id]
                         closed_ids.append(maker_id)
                     if stp is not _CANCEL_OLDEST:  # cancel_newest / cancel_both: the taker stops
@@ -414,21 +401,18 @@ class MatchingEngine:
                         break
                     continue
                 fill = available if available < remaining else remaining
-                trade = _new_event(
-                    Trade,
-                    (
-                        sequence,
-                        trade_id,
-                        symbol,
-                        price,
-                        fill,
-                        taker_side,
-                        taker_id,
-                        maker.order_id,
-                        account,
-                        maker.account,
-                        timestamp,
-                    ),
+                trade = Trade(
+                    sequence,
+                    trade_id,
+                    symbol,
+                    price,
+                    fill,
+                    taker_side,
+                    taker_id,
+                    maker.order_id,
+                    account,
+                    maker.account,
+                    timestamp,
                 )
                 append(trade)
                 recent.append(trade)
@@ -497,7 +481,7 @@ class MatchingEngine:
         order.updated_at = command.timestamp
         del self._open_by_account[order.account][order_id]
         self._closed_ids.append(order_id)
-        return [_new_event(_ORDER_CANCELED, (sequence, order_id, remaining, reason))]
+        return [OrderCanceled(sequence, order_id, remaining, reason)]
 
     def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:
         symbol = command.symbol
