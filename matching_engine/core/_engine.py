@@ -62,6 +62,10 @@ __all__ = ["MatchingEngine"]
 # The limit key of a market order: above every real key, below EMPTY (an empty side never crosses).
 _ANY_PRICE: Final = EMPTY - 1
 
+# Compiled, a deque method called through its descriptor skips the lookup by name that
+# ``queue.popleft()`` makes on every call (lists have native methods; deques do not).
+_popleft: Final = deque.popleft
+_push: Final = deque.append
 # Final: compiled, these are static constants rather than a module dictionary lookup per use.
 _BUY: Final = Side.BUY
 _GTC: Final = TimeInForce.GTC
@@ -277,7 +281,7 @@ class MatchingEngine:
         level = own.levels.get(-limit_key)
         if level is None:
             level = own.new_level(-limit_key, price)  # type: ignore[arg-type]  # gtc is limit
-        level.orders.append(order)
+        _push(level.orders, order)
         level.quantity += order.remaining
         level.count += 1
         order.level = level
@@ -363,7 +367,6 @@ class MatchingEngine:
         symbol = book.symbol
         levels = opposite.levels
         recent = book.trades
-        append = events.append
         by_account = self._open_by_account
         closed_ids = self._closed_ids
         trade_id = self._next_trade_id
@@ -379,21 +382,23 @@ class MatchingEngine:
                 maker = queue[0]
                 available = maker.remaining
                 if not available:  # a dead entry left by a cancel
-                    queue.popleft()
+                    _popleft(queue)
                     level.dead -= 1
                     continue
                 if check_stp and maker.account == account:
                     if stp is not _CANCEL_NEWEST:  # cancel_oldest / cancel_both: the maker goes
-                        queue.popleft()
+                        _popleft(queue)
                         level.quantity -= available
                         level.count -= 1
                         maker.remaining = 0
                         maker.reason = _SELF_TRADE_PREVENTED
                         maker.updated_at = timestamp
                         maker_id = maker.order_id
-                        append(OrderCanceled(sequence, maker_id, available, _SELF_TRADE_PREVENTED))
+                        events.append(
+                            OrderCanceled(sequence, maker_id, available, _SELF_TRADE_PREVENTED)
+                        )
                         del by_account[maker.account][maker_id]
-                        closed_ids.append(maker_id)
+                        _push(closed_ids, maker_id)
                     if stp is not _CANCEL_OLDEST:  # cancel_newest / cancel_both: the taker stops
                         stopped = True
                         break
@@ -414,8 +419,8 @@ class MatchingEngine:
                     maker.account,
                     timestamp,
                 )
-                append(trade)
-                recent.append(trade)
+                events.append(trade)
+                _push(recent, trade)
                 trade_id += 1
                 value = price * fill
                 notional += value
@@ -428,11 +433,11 @@ class MatchingEngine:
                 level.quantity -= fill
                 if fill == available:
                     maker.remaining = 0
-                    queue.popleft()
+                    _popleft(queue)
                     level.count -= 1
                     maker_id = maker.order_id
                     del by_account[maker.account][maker_id]
-                    closed_ids.append(maker_id)
+                    _push(closed_ids, maker_id)
                     if not level.count:
                         break
                 else:

@@ -64,9 +64,11 @@ class Order:
         self.command = command
         self.account = command.account
         self.price: int | None = command.price
-        self.quantity: int = command.quantity
+        # Read once: compiled, each read of the (interpreted) command is a generic lookup.
+        quantity: int = command.quantity
+        self.quantity = quantity
         self.filled = 0
-        self.remaining: int = command.quantity
+        self.remaining = quantity
         self.level: PriceLevel | None = None
         # Sum of price * quantity over the fills, in ticks * lots: the exact average price.
         self.notional = 0
