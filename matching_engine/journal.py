@@ -30,7 +30,8 @@ __all__ = ["Journal"]
 # The engine's pickled layout; a snapshot of another layout is skipped (recovery replays instead).
 # 3: every core class spells out its state, the same for the pure and the compiled core.
 # 4: events (recent trades) are compiled classes pickled by their fields, no longer named tuples.
-SNAPSHOT_FORMAT = 4
+# 5: new orders are a compiled class, rebuilt through their constructor.
+SNAPSHOT_FORMAT = 5
 _REPLAY_PAGE = 5_000
 _SNAPSHOTS_KEPT = 2
 

@@ -64,7 +64,7 @@ def build_wheel(root: Path, **env: str) -> list[str]:
         if records:
             (record,) = records
             recorded = json.loads(archive.read(record))
-            assert recorded["modules"] == ["_book", "_engine", "_events", "_order"]
+            assert recorded["modules"] == ["_book", "_engine", "_events", "_new_order", "_order"]
             assert recorded["digest"] == _compiled.source_digest(root / "matching_engine" / "core")
     return names
 
@@ -73,7 +73,8 @@ def test_a_wheel_carries_the_compiled_core_and_its_build_record(project_copy: Pa
     names = build_wheel(project_copy)
     core = "matching_engine/core/"
     assert {
-        f"{core}{module}{SUFFIX}" for module in ("_book", "_engine", "_events", "_order")
+        f"{core}{module}{SUFFIX}"
+        for module in ("_book", "_engine", "_events", "_new_order", "_order")
     } <= set(names)
     assert f"{core}build-record{SUFFIX}.json" in names
     assert f"{core}_engine.py" in names  # the sources too: the guard reads them
