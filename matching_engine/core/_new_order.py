@@ -144,19 +144,9 @@ class NewOrder:
         """This order at another time. Built through the constructor, so validated again: a
         compiled class has no other way in, and compiled, the checks cost well under a
         microsecond."""
-        return NewOrder(
-            self.account,
-            self.symbol,
-            self.side,
-            self.type,
-            self.quantity,
-            self.price,
-            self.time_in_force,
-            self.post_only,
-            self.stp,
-            self.client_order_id,
-            timestamp,
-        )
+        values = list(self._values())
+        values[-1] = timestamp  # the last field
+        return NewOrder(*values)
 
     def same_parameters(self, other: NewOrder) -> bool:
         """True when ``other`` asks for the same order (the idempotent-retry test)."""

@@ -64,11 +64,9 @@ class Order:
         self.command = command
         self.account = command.account
         self.price: int | None = command.price
-        # Read once: compiled, each read of the (interpreted) command is a generic lookup.
-        quantity: int = command.quantity
-        self.quantity = quantity
+        self.quantity: int = command.quantity
         self.filled = 0
-        self.remaining = quantity
+        self.remaining: int = command.quantity
         self.level: PriceLevel | None = None
         # Sum of price * quantity over the fills, in ticks * lots: the exact average price.
         self.notional = 0
