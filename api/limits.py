@@ -12,12 +12,13 @@ itself (Redis, with an in-process fallback) lives in :mod:`matching_engine.ratel
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
 from fastapi import Request
 
-from api.problems import HTTPProblem
+from api.problems import HTTPProblem, too_many
 from matching_engine.modes import Mode
 from matching_engine.ratelimit import Decision, Limit
 from matching_engine.service import EngineService
@@ -29,23 +30,6 @@ _MAX_BLOCKED_ADDRESSES = 100_000
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
-
-
-def _too_many(decision: Decision, what: str) -> HTTPProblem:
-    retry_after = (
-        max(1, math.ceil(decision.retry_after_s)) if math.isfinite(decision.retry_after_s) else 60
-    )
-    return HTTPProblem(
-        429,
-        "rate_limited",
-        f"too many {what}; retry in {retry_after} s",
-        headers={
-            "Retry-After": str(retry_after),
-            "RateLimit-Limit": str(decision.limit),
-            "RateLimit-Remaining": str(decision.remaining),
-            "RateLimit-Reset": str(max(1, math.ceil(decision.reset_after_s))),
-        },
-    )
 
 
 class RequestLimits:
@@ -73,11 +57,16 @@ class RequestLimits:
     async def _check(self, scope: str, key: str, what: str) -> Decision:
         decision = await self._service.rate_limiter.check(scope, key, self._limit(scope))
         if not decision.allowed:
-            raise _too_many(decision, what)
+            raise too_many(decision, what)
         return decision
 
     async def account(self, account_id: str, *, write: bool) -> None:
         await self._check("orders" if write else "reads", account_id, "requests")
+
+    def admit_order(self, account_id: str) -> asyncio.Future[Decision]:
+        """The account's write limit for one order, decided while the order is prepared: the
+        sequencer queues the order once the decision allows it (:meth:`Sequencer.submit`)."""
+        return self._service.rate_limiter.decide("orders", account_id, self._limit("orders"))
 
     async def public(self, address: str) -> None:
         await self._check("public", address, "requests")

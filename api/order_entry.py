@@ -43,6 +43,7 @@ from api.routes import orders
 from api.schemas import OrderCreate, order_fields
 from matching_engine import tracing
 from matching_engine.accounts import Role
+from matching_engine.errors import RateLimited
 from matching_engine.logs import request_id
 from matching_engine.service import EngineService
 
@@ -149,11 +150,15 @@ async def _answer(scope: Scope, order: tuple[str, OrderCreate]) -> _Answer:
     state = scope["state"]
     service: EngineService = state["service"]
     limits: RequestLimits = state["limits"]
+    # Redis decides the limit while the order is prepared; the sequencer queues it once allowed.
+    admission = limits.admit_order(account_id)
     try:
-        await limits.account(account_id, write=True)
-        placed, replayed = await orders.place(service, account_id, fields)
+        placed, replayed = await orders.place(service, account_id, fields, admission)
     except problems.HANDLED as error:
-        return await _problem(scope, error)
+        # A refusal by the limit comes first, as on the route, which checks the limit before
+        # anything else: an order refused for its price, say, was over the limit all the same.
+        decision = await admission
+        return await _problem(scope, error if decision.allowed else RateLimited(decision))
     payload = orjson.dumps(order_fields(placed))
     length = (b"content-length", str(len(payload)).encode())
     return (200, [*_REPLAYED, length], payload) if replayed else (201, [*_CREATED, length], payload)

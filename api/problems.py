@@ -8,6 +8,7 @@ turns each kind of exception into such a body:
     Refused (service)             its .status and code (not_found, order_not_open, ...)
     NotFound (service)            404  not_found
     Unavailable (service)         503  its code, with Retry-After
+    RateLimited (service)         429  rate_limited, with Retry-After and RateLimit-* headers
     HTTPProblem (gateway)         its status and code (unauthenticated, forbidden, ...)
     RequestValidationError        422  validation_error; 400 when the body is not JSON at all
     HTTPException (routing)       404  not_found, 405 method_not_allowed, 413 payload_too_large
@@ -24,6 +25,7 @@ never the input, so a key sent in the wrong place is not echoed back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -37,7 +39,8 @@ from starlette.exceptions import HTTPException
 
 from api.metrics import count_refused_order
 from matching_engine.core import MatchingError
-from matching_engine.errors import NotFound, Refused, ServiceError, Unavailable
+from matching_engine.errors import NotFound, RateLimited, Refused, ServiceError, Unavailable
+from matching_engine.ratelimit import Decision
 
 __all__ = [
     "BODY",
@@ -51,6 +54,7 @@ __all__ = [
     "handle",
     "install",
     "problem_response",
+    "too_many",
     "use_problem_media_type",
 ]
 
@@ -101,6 +105,24 @@ class HTTPProblem(HTTPException):
         self.code = code
 
 
+def too_many(decision: Decision, what: str) -> HTTPProblem:
+    """429 for a request its rate limit refused, saying when to retry and what is left."""
+    retry_after = (
+        max(1, math.ceil(decision.retry_after_s)) if math.isfinite(decision.retry_after_s) else 60
+    )
+    return HTTPProblem(
+        429,
+        "rate_limited",
+        f"too many {what}; retry in {retry_after} s",
+        headers={
+            "Retry-After": str(retry_after),
+            "RateLimit-Limit": str(decision.limit),
+            "RateLimit-Remaining": str(decision.remaining),
+            "RateLimit-Reset": str(max(1, math.ceil(decision.reset_after_s))),
+        },
+    )
+
+
 def _title(code: str) -> str:
     return code.replace("_", " ").capitalize()
 
@@ -136,6 +158,9 @@ def _problem_of(exc: Exception) -> tuple[int, str, str, Mapping[str, str] | None
         return 404, exc.code, exc.detail, None
     if isinstance(exc, Unavailable):
         return 503, exc.code, exc.detail, {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, RateLimited):
+        exc = too_many(exc.decision, "requests")
+        return exc.status_code, exc.code, exc.detail, exc.headers
     if isinstance(exc, ServiceError):
         return exc.status_hint, exc.code, exc.detail, None
     if isinstance(exc, RequestValidationError):

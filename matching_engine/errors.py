@@ -8,8 +8,10 @@ hint, as the core errors carry none.
     │                         (not_found 404, order_not_open / client_order_id_conflict /
     │                          instrument_exists / price_band / post_only_would_cross 409)
     ├── NotFound              no such resource, or not the caller's     code=not_found
-    └── Unavailable           the engine will not take a write now (503, Retry-After)
-                              code=unavailable
+    ├── Unavailable           the engine will not take a write now (503, Retry-After)
+    │                         code=unavailable
+    └── RateLimited           the account's rate limit refused the command before it was
+                              sequenced (429, Retry-After)             code=rate_limited
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from matching_engine.core import ErrorCode
+from matching_engine.ratelimit import Decision
 
-__all__ = ["NotFound", "Refused", "ServiceError", "Unavailable"]
+__all__ = ["NotFound", "RateLimited", "Refused", "ServiceError", "Unavailable"]
 
 
 class ServiceError(Exception):
@@ -65,3 +68,12 @@ class Unavailable(ServiceError):
     def __init__(self, detail: str, code: str | None = None, retry_after_s: int = 1) -> None:
         super().__init__(detail, code)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+    status_hint = 429
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__("too many requests")
+        self.decision = decision

@@ -33,6 +33,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import pybreaker
@@ -272,8 +273,12 @@ class RedisLimiter:
         # The loop of the first check: asyncio.get_running_loop() makes a system call each time.
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
-        """The decision; raises on a Redis error or timeout, :class:`BreakerOpen` when open."""
+    def submit(
+        self, scope: str, key: str, limit: Limit, cost: int = 1
+    ) -> asyncio.Future[list[int]]:
+        """Queue a check for the next call. Its future gets the script's four values for it
+        (allowed, remaining, retry_after_us, reset_after_us), or the call's error: a Redis
+        error, a timeout, or :class:`BreakerOpen` when the breaker is open."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -283,11 +288,7 @@ class RedisLimiter:
             self._busy = True
             # Not in this request's context: the call serves every request of the batch.
             loop.call_soon(self._send_batch, context=contextvars.Context())
-        try:
-            allowed, remaining, retry_us, reset_us = await future
-        finally:
-            del future  # no cycle through a failure's traceback (see Sequencer.submit)
-        return _decision(allowed, remaining, retry_us, reset_us, limit, "redis")
+        return future
 
     def _send_batch(self, _previous: asyncio.Task[None] | None = None) -> None:
         """Send what is waiting, if anything; called again when that call is over."""
@@ -365,6 +366,7 @@ class RateLimiter:
         self._local = LocalLimiter()
         self.breaker: Breaker | None = None
         self._redis: RedisLimiter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # see RedisLimiter
         if settings.redis_url is not None:
             self.breaker = Breaker(
                 "redis",
@@ -386,26 +388,68 @@ class RateLimiter:
             return "local"
         return "redis" if self.breaker.state == "closed" else "local_fallback"
 
-    async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
-        """Count a request of ``cost`` against ``key``'s ``limit`` within ``scope``.
+    def decide(self, scope: str, key: str, limit: Limit, cost: int = 1) -> asyncio.Future[Decision]:
+        """Count a request of ``cost`` against ``key``'s ``limit`` within ``scope``; the decision
+        comes as a future, already done without Redis, and never fails: when Redis cannot
+        decide, the local fallback does.
+
+        A future, rather than a coroutine to await, so that a caller can go on preparing its
+        request while Redis decides: the sequencer queues an order once its decision is in
+        (:meth:`matching_engine.sequencer.Sequencer.submit`).
 
         ``scope`` names what is limited (orders, reads, public, auth failures): it is a metric
         label, so it must come from a small fixed set, never from the request.
         """
         if cost < 1:
             raise ValueError(f"a request costs at least 1, not {cost}")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        decided: asyncio.Future[Decision] = loop.create_future()
         if self._redis is None:
-            decision = self._local.check(scope, key, limit, cost)
+            decided.set_result(self._counted(scope, self._local.check(scope, key, limit, cost)))
         else:
-            try:
-                decision = await self._redis.check(scope, key, limit, cost)
-            except (RedisError, OSError, pybreaker.CircuitBreakerError):
-                # The breaker counts the failure and reports its transitions; here a failure
-                # only changes who decides.
-                fallback = limit.scaled(self._fallback_factor)
-                decision = self._local.check(scope, key, fallback, cost)
-        outcome = "allowed" if decision.allowed else "limited"
-        _decisions(scope, outcome, decision.backend).inc()
+            answer = self._redis.submit(scope, key, limit, cost)
+            answer.add_done_callback(partial(self._settle, decided, scope, key, limit, cost))
+        return decided
+
+    async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:
+        """:meth:`decide`, awaited."""
+        return await self.decide(scope, key, limit, cost)
+
+    def _settle(
+        self,
+        decided: asyncio.Future[Decision],
+        scope: str,
+        key: str,
+        limit: Limit,
+        cost: int,
+        answer: asyncio.Future[list[int]],
+    ) -> None:
+        """Turn Redis's answer to one check into its decision, falling back when it failed."""
+        if answer.cancelled():  # the limiter is closing: nobody is left waiting
+            decided.cancel()
+            return
+        error = answer.exception()
+        if error is None:
+            allowed, remaining, retry_us, reset_us = answer.result()
+            decision = _decision(allowed, remaining, retry_us, reset_us, limit, "redis")
+        elif isinstance(error, (RedisError, OSError, pybreaker.CircuitBreakerError)):
+            # The breaker counted the failure and reports its transitions; here a failure only
+            # changes who decides.
+            fallback = limit.scaled(self._fallback_factor)
+            decision = self._local.check(scope, key, fallback, cost)
+        else:  # a bug: its caller meets it
+            if not decided.done():
+                decided.set_exception(error)
+            return
+        self._counted(scope, decision)
+        if not decided.done():  # its caller may have stopped waiting
+            decided.set_result(decision)
+
+    @staticmethod
+    def _counted(scope: str, decision: Decision) -> Decision:
+        _decisions(scope, "allowed" if decision.allowed else "limited", decision.backend).inc()
         return decision
 
     async def close(self) -> None:

@@ -33,6 +33,10 @@ of an overloaded process, is taken from the wait here, and a command whose deadl
 it was queued is refused as ``overloaded``, definitely not applied. Each command passes the
 ``gate`` (the degradation modes) when its batch is formed, so a mode change takes effect for
 commands still waiting in the queue, too.
+
+A command may come with its request's rate-limit decision still on its way (an *admission*): it
+enters the queue from the decision's callback once the limit allows it, so the request waits for
+one thing only, and Redis decides while the batch before is committed.
 """
 
 from __future__ import annotations
@@ -45,13 +49,15 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from matching_engine import metrics, tracing
 from matching_engine.breaker import Breaker, BreakerOpen
 from matching_engine.core import Command, Event, MatchingEngine, stamped
-from matching_engine.errors import ServiceError, Unavailable
+from matching_engine.errors import RateLimited, ServiceError, Unavailable
 from matching_engine.journal import Journal
 from matching_engine.projection import Projection
+from matching_engine.ratelimit import Decision
 from matching_engine.settings import Settings
 from matching_engine.views import OrderView
 
@@ -145,15 +151,28 @@ class Sequencer:
 
     # -- the request side ---------------------------------------------------------------------
 
-    async def submit(self, command: Command, deadline_s: float) -> Applied:
+    async def submit(
+        self,
+        command: Command,
+        deadline_s: float,
+        admission: asyncio.Future[Decision] | None = None,
+    ) -> Applied:
         """Sequence, journal and apply ``command``; answer what it did once it is durable.
+
+        With an ``admission`` (its request's rate-limit decision, possibly still on its way from
+        Redis), the command is queued once the decision is in, straight from the decision's
+        callback, and refused with :class:`RateLimited` when it is a refusal. So the request
+        waits once, for its answer, rather than for the decision and then for the journal: the
+        decision arrives while the batch before is being committed, and a command is never
+        journaled before its limit allowed it.
 
         Raises :class:`TimeoutError` when there is no answer within ``deadline_s`` of the
         request's arrival (or of now, outside a request), and :class:`Unavailable`
         (``overloaded``) at once when that deadline passed before the command was queued. The
         command stays queued when its caller stops waiting, by the deadline or by being
         cancelled: it may already be in a batch. Its future is then done, and the writer, which
-        answers only futures that are not, leaves it alone. (One timer handle rather than
+        answers only futures that are not, leaves it alone; a command whose future is done
+        before its decision came is never queued. (One timer handle rather than
         ``asyncio.timeout`` and ``asyncio.shield``: those cost several times as much, on every
         order.)
         """
@@ -165,11 +184,11 @@ class Sequencer:
                 metrics.SHED.labels("deadline").inc()
                 raise Unavailable("the engine is overloaded; retry later", "overloaded")
         future: asyncio.Future[Applied] = loop.create_future()
-        try:
-            self._queue.put_nowait((command, future, tracing.command_trace()))
-        except asyncio.QueueFull:
-            metrics.SHED.labels("queue").inc()
-            raise Unavailable("the engine is overloaded; retry later", "overloaded") from None
+        waiter = (command, future, tracing.command_trace())
+        if admission is None or admission.done():
+            self._enqueue(waiter, admission)
+        else:
+            admission.add_done_callback(partial(self._enqueue, waiter))
         deadline = loop.call_later(deadline_s, _expire, future)
         try:
             return await future
@@ -178,7 +197,30 @@ class Sequencer:
             # A failure's traceback holds this frame: without the future in it, the future and
             # its exception are freed with the request rather than by the garbage collector,
             # which may not walk them for minutes (matching_engine.runtime).
-            del future
+            del future, waiter
+
+    def _enqueue(self, waiter: _Waiter, admission: asyncio.Future[Decision] | None) -> None:
+        """Queue a command its rate limit allowed; otherwise answer its request at once."""
+        future = waiter[1]
+        if future.done():  # its request stopped waiting before the decision came
+            return
+        if admission is not None:
+            if admission.cancelled():  # the limiter is closing
+                future.set_exception(Unavailable("the engine is shutting down"))
+                return
+            error = admission.exception()
+            if error is not None:
+                future.set_exception(error)
+                return
+            decision = admission.result()
+            if not decision.allowed:
+                future.set_exception(RateLimited(decision))
+                return
+        try:
+            self._queue.put_nowait(waiter)
+        except asyncio.QueueFull:
+            metrics.SHED.labels("queue").inc()
+            future.set_exception(Unavailable("the engine is overloaded; retry later", "overloaded"))
 
     # -- the writer ---------------------------------------------------------------------------
 

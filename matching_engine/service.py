@@ -60,7 +60,7 @@ from matching_engine.errors import NotFound, Refused, ServiceError, Unavailable
 from matching_engine.journal import Journal
 from matching_engine.modes import HALTED, Mode, ModeState, Refusal
 from matching_engine.projection import Projection
-from matching_engine.ratelimit import RateLimiter
+from matching_engine.ratelimit import Decision, RateLimiter
 from matching_engine.recovery import RecoveryReport, recover
 from matching_engine.sequencer import Applied, Sequencer
 from matching_engine.settings import Settings
@@ -231,8 +231,12 @@ class EngineService:
         post_only: bool,
         stp: str,
         client_order_id: str | None,
+        admission: asyncio.Future[Decision] | None = None,
     ) -> tuple[OrderView, bool]:
-        """Enter an order; answers it and whether this was an idempotent retry."""
+        """Enter an order; answers it and whether this was an idempotent retry.
+
+        ``admission`` is the order's rate-limit decision, when the caller has asked for it but
+        not waited for it (see :meth:`Sequencer.submit`)."""
         instrument = self._instrument(symbol)
         command = NewOrder(
             account=account_id,
@@ -248,7 +252,7 @@ class EngineService:
             stp=_enum(SelfTradePrevention, stp, "stp"),
             client_order_id=client_order_id,
         )
-        applied = await self._submit(command)
+        applied = await self._submit(command, admission=admission)
         first = applied.events[0]
         if isinstance(first, DuplicateOrder):
             return await self.get_order(account_id, str(first.order_id)), True
@@ -337,12 +341,19 @@ class EngineService:
     async def authenticate(self, api_key: str) -> Principal | None:
         return await self._read(lambda: self.accounts.authenticate(api_key))
 
-    async def _submit(self, command: Command, symbol: str | None = None) -> Applied:
+    async def _submit(
+        self,
+        command: Command,
+        symbol: str | None = None,
+        admission: asyncio.Future[Decision] | None = None,
+    ) -> Applied:
         refusal = self._mode_refusal(command, symbol)
         if refusal is not None:
             raise refusal
         try:
-            applied = await self._sequencer.submit(command, self.settings.request_deadline_s)
+            applied = await self._sequencer.submit(
+                command, self.settings.request_deadline_s, admission
+            )
         except TimeoutError:
             # The command may still be applied: a retry with its client_order_id is safe.
             raise Unavailable("no answer within the request deadline; retry later") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -10,6 +11,7 @@ from api.deps import ServiceDep, TraderDep
 from api.problems import BODY, WRITE_UNAVAILABLE, documented
 from api.schemas import SYMBOL_PATTERN, CancelAll, ClientOrderId, OrderAmend, OrderCreate, OrderOut
 from matching_engine.core import InvalidAmend
+from matching_engine.ratelimit import Decision
 from matching_engine.service import EngineService
 from matching_engine.views import OrderView
 
@@ -53,11 +55,15 @@ async def place_order(
 
 
 async def place(
-    service: EngineService, account_id: str, body: OrderCreate
+    service: EngineService,
+    account_id: str,
+    body: OrderCreate,
+    admission: asyncio.Future[Decision] | None = None,
 ) -> tuple[OrderView, bool]:
     """The order ``body`` placed for ``account_id``, and whether it was an idempotent retry.
 
-    Shared by the route and by :mod:`api.order_entry`, its fast path.
+    Shared by the route and by :mod:`api.order_entry`, its fast path, which passes the order's
+    rate-limit decision on its way (:meth:`EngineService.place_order`).
     """
     order, replayed = await service.place_order(
         account_id,
@@ -70,6 +76,7 @@ async def place(
         post_only=body.post_only,
         stp=body.stp,
         client_order_id=body.client_order_id,
+        admission=admission,
     )
     return order, replayed
 

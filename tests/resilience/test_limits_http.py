@@ -25,6 +25,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from api.routes import orders
 from loadtests.throwaway import ThrowawayRedis
 from matching_engine.service import EngineService
 from tests.api.conftest import Served
@@ -382,6 +383,44 @@ class TestOnRedis:
         assert after["limited"] - before["limited"] == BURST - AT_ONCE
         assert state == "redis"
         assert stored == 1
+
+    async def test_over_the_limit_an_order_refused_for_its_price_is_429_all_the_same(
+        self,
+        module_pg_url: str,
+        tmp_path: Path,
+        cleanup: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The fast path asks Redis and prepares the order at once; the limit still decides
+        first, as on the route, which checks it before reading the order."""
+        with_admission: list[bool] = []
+        real_place = orders.place
+
+        async def recording_place(*args: Any) -> Any:
+            with_admission.append(len(args) == 4 and args[3] is not None)
+            return await real_place(*args)
+
+        monkeypatch.setattr(orders, "place", recording_place)
+        settings = {**SMALL_LIMITS, "redis_url": REDIS_URL, "redis_socket_timeout_s": 2.0}
+        async with serving(module_pg_url, tmp_path, **settings) as app:
+            trader = await create_trader(app.service)
+            cleanup.append(trader.account_id)
+            symbol = await create_symbol(app.service)
+            off_tick = lambda: client.post(  # noqa: E731
+                "/v1/orders", json=order_body(symbol, price="100.005"), headers=trader.headers
+            )
+            async with client_of(app) as client:
+                first = await place(client, trader, symbol)()  # the route; the key is known after
+                answers = await burst(off_tick)
+
+        assert first.status_code == 201
+        assert statuses(answers) == [422] * (AT_ONCE - 1) + [429] * (BURST - AT_ONCE + 1)
+        for response, _ in answers:
+            if response.status_code == 422:
+                assert_problem(response, 422, "invalid_tick")
+            else:
+                assert_rate_limited(response, AT_ONCE)
+        assert with_admission[1:] == [True] * BURST  # the burst took the fast path
 
 
 class TestRedisFailure:

@@ -393,6 +393,55 @@ async def test_when_redis_answers_errors_the_local_fallback_decides(
         await limiter.close()
 
 
+def decisions_counted(scope: str, backend: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "matching_engine_rate_limit_decisions_total",
+            {"scope": scope, "outcome": "allowed", "backend": backend},
+        )
+        or 0.0
+    )
+
+
+@pytest.mark.asyncio
+async def test_decide_answers_a_future_that_redis_settles_later(
+    limiter: RateLimiter, scope: str
+) -> None:
+    """The caller goes on while Redis decides; the decision is counted once, when it comes."""
+    decided = limiter.decide(scope, "trader", TEN_PER_S_BURST_4)
+
+    assert not decided.done()  # the call has not even been sent: it goes at the end of this pass
+    assert decisions_counted(scope, "redis") == 0
+    decision = await decided
+    assert (decision.allowed, decision.remaining, decision.backend) == (True, 4, "redis")
+    assert decisions_counted(scope, "redis") == 1
+
+
+@pytest.mark.asyncio
+async def test_when_redis_fails_the_future_gets_the_fallback_decision_not_the_error(
+    throwaway: ThrowawayRedis, scope: str
+) -> None:
+    limiter = RateLimiter(throwaway_settings(throwaway))
+    try:
+        throwaway.stop()
+        decided = limiter.decide(scope, "trader", TEN_PER_S_BURST_4)
+        decision = await decided
+        assert (decision.allowed, decision.backend) == (True, "local")
+        assert decisions_counted(scope, "local") == 1
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_without_redis_the_decision_is_there_at_once(scope: str) -> None:
+    limiter = RateLimiter(Settings(redis_url=None))
+    decided = limiter.decide(scope, "trader", TEN_PER_S_BURST_4)
+    assert decided.done()
+    assert decided.result().backend == "local"
+    with pytest.raises(ValueError, match="at least 1"):
+        limiter.decide(scope, "trader", TEN_PER_S_BURST_4, cost=0)
+
+
 @pytest.mark.asyncio
 async def test_without_a_redis_url_the_local_limiter_enforces_the_full_limits(
     scope: str,
