@@ -94,6 +94,10 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         # httptools, with each answer sent in one write (see api.http_protocol).
         http=HttpProtocol,
+        # Forwarded headers only from the proxies named; without any, uvicorn's middleware for
+        # them is left out (by default it would trust them from 127.0.0.1).
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto headers name the client
+    # (comma-separated addresses, "*" for any). Unset, the client is the socket's peer, so a
+    # forged header cannot move a request out from under its address's rate limits.
+    forwarded_allow_ips: str | None = None
 
     # The sequencer and its group commit.
     batch_max_commands: int = Field(default=1_000, ge=1)

@@ -61,8 +61,26 @@ class TestServeCommand:
             "access_log": False,
             # httptools, each answer in one write.
             "http": HttpProtocol,
+            # No proxy named: forwarded headers are not read at all.
+            "proxy_headers": False,
+            "forwarded_allow_ips": None,
         }
         assert isinstance(logging.getLogger().handlers[-1].formatter, logs.JsonFormatter)
+
+    def test_forwarded_headers_are_read_from_the_proxies_named(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        calls: list[dict[str, Any]] = []
+        monkeypatch.setenv("ME_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("ME_FORWARDED_ALLOW_IPS", "10.0.0.7,10.0.0.8")
+        monkeypatch.setattr(uvicorn, "run", lambda _app, **options: calls.append(options))
+
+        main(["serve", "--no-migrate"])
+
+        assert (calls[0]["proxy_headers"], calls[0]["forwarded_allow_ips"]) == (
+            True,
+            "10.0.0.7,10.0.0.8",
+        )
 
     def test_the_address_defaults_to_the_settings(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -123,6 +141,23 @@ class TestServing:
         assert ready.headers["x-request-id"] == "probe-1"
         assert unauthenticated.status_code == 401
         assert unauthenticated.headers["content-type"] == "application/problem+json"
+
+    def test_a_forged_forwarded_for_does_not_escape_the_address_limit(self, server: str) -> None:
+        """Wrong keys, each claiming another client address: without a trusted proxy the
+        address is the socket's, so its failed-authentication limit (burst 10) still holds."""
+        statuses = [
+            httpx.get(
+                f"{server}/v1/orders",
+                headers={
+                    "Authorization": f"Bearer wrong-{attempt}",
+                    "X-Forwarded-For": f"203.0.113.{attempt}",
+                },
+            ).status_code
+            for attempt in range(1, 21)
+        ]
+
+        assert 429 in statuses
+        assert set(statuses) == {401, 429}
 
     def test_a_declared_oversized_body_is_refused_unread(self, server: str) -> None:
         response = httpx.post(
