@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 import itertools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Literal
 
 import pybreaker
@@ -159,6 +159,27 @@ return replies
 """
 
 
+# The script call is written in RESP (the Redis protocol: an array of length-prefixed strings)
+# here rather than by redis-py, whose generic packer encodes every argument in Python: 60 µs
+# for a batch of 24 checks, against 9 µs this way, where a check's three arguments come from a
+# cache (the same few limits recur in every batch).
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_arguments(interval_us: int, tolerance_us: int, cost: int) -> bytes:
+    """One check's three script arguments (ARGV), packed."""
+    return b"".join(_bulk(b"%d" % value) for value in (interval_us, tolerance_us, cost))
+
+
+def _script_call(command: bytes, script: bytes, keys: list[str], arguments: list[bytes]) -> bytes:
+    """``EVALSHA sha`` or ``EVAL source``, on ``keys``, with ``arguments`` (one per key), packed."""
+    count = 3 + 4 * len(keys)
+    head = [b"*%d\r\n" % count, _bulk(command), _bulk(script), _bulk(b"%d" % len(keys))]
+    return b"".join(head + [_bulk(key.encode()) for key in keys] + arguments)
+
+
 def _gcra(
     tat: int | None, now: int, interval: int, tolerance: int, cost: int
 ) -> tuple[int, int, int, int, int]:
@@ -264,7 +285,7 @@ class RedisLimiter:
             retry=Retry(NoBackoff(), retries=0),
         )
         self._connection = factory.make_connection()  # type: ignore[no-untyped-call]
-        self._sha = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
+        self._sha = hashlib.sha1(_GCRA_LUA.encode()).hexdigest().encode()
         self._breaker = breaker
         self._batch: list[_Check] = []
         self._busy = False  # a call is in flight, or one is about to be sent
@@ -309,14 +330,13 @@ class RedisLimiter:
     async def _decide(self, batch: list[_Check]) -> None:
         keys = [key for key, *_ in batch]
         # In a comprehension, so that no future is left in this frame (see the except clause).
-        args = [
-            value
+        arguments = [
+            _check_arguments(limit.interval_us, limit.tolerance_us, cost)
             for _, limit, cost, _ in batch
-            for value in (limit.interval_us, limit.tolerance_us, cost)
         ]
         try:
             async with self._breaker.guard():
-                reply = await self._run_script(keys, args)
+                reply = await self._run_script(keys, arguments)
         except Exception as error:
             # What queued behind this call would go to the Redis that just failed: it falls
             # back now rather than after a second timeout.
@@ -334,13 +354,18 @@ class RedisLimiter:
             if not future.done():  # its request may have been cancelled meanwhile
                 future.set_result(values[4 * index : 4 * index + 4])
 
-    async def _run_script(self, keys: list[str], args: list[int]) -> list[int]:
+    async def _run_script(self, keys: list[str], arguments: list[bytes]) -> list[int]:
+        """Run the script on ``keys``, with each key's :func:`_check_arguments`."""
         connection = self._connection
         try:
-            await connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            await connection.send_packed_command(
+                _script_call(b"EVALSHA", self._sha, keys, arguments)
+            )
             reply: list[int] = await connection.read_response()
         except NoScriptError:
-            await connection.send_command("EVAL", _GCRA_LUA, len(keys), *keys, *args)
+            await connection.send_packed_command(
+                _script_call(b"EVAL", _GCRA_LUA.encode(), keys, arguments)
+            )
             reply = await connection.read_response()
         return reply
 
@@ -410,7 +435,9 @@ class RateLimiter:
             decided.set_result(self._counted(scope, self._local.check(scope, key, limit, cost)))
         else:
             answer = self._redis.submit(scope, key, limit, cost)
-            answer.add_done_callback(partial(self._settle, decided, scope, key, limit, cost))
+            answer.add_done_callback(
+                functools.partial(self._settle, decided, scope, key, limit, cost)
+            )
         return decided
 
     async def check(self, scope: str, key: str, limit: Limit, cost: int = 1) -> Decision:

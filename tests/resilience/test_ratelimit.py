@@ -18,10 +18,17 @@ from contextlib import asynccontextmanager
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 
 from loadtests.throwaway import ThrowawayRedis
-from matching_engine.ratelimit import Decision, Limit, LocalLimiter, RateLimiter
+from matching_engine.ratelimit import (
+    Decision,
+    Limit,
+    LocalLimiter,
+    RateLimiter,
+    _check_arguments,
+    _script_call,
+)
 from matching_engine.settings import Settings
 from tests.leaks import collector_off
 
@@ -365,9 +372,9 @@ async def test_the_batch_call_runs_in_no_request_context(limiter: RateLimiter, s
     assert redis is not None
     run_script = redis._run_script
 
-    async def recording(keys: list[str], args: list[int]) -> list[int]:
+    async def recording(keys: list[str], arguments: list[bytes]) -> list[int]:
         seen.append(request.get(None))
-        return await run_script(keys, args)
+        return await run_script(keys, arguments)
 
     redis._run_script = recording  # type: ignore[method-assign]
     request.set("first request")
@@ -489,3 +496,18 @@ def test_limits_are_positive_and_scale_down_without_reaching_zero() -> None:
     smallest = Limit(rate=1, burst=0).scaled(0.5)
     assert smallest == Limit(rate=0.5, burst=0)
     assert LocalLimiter().check("s", "k", smallest).allowed
+
+
+def test_the_script_call_is_packed_as_redis_py_packs_it() -> None:
+    connection = ConnectionPool.from_url(REDIS_URL).make_connection()
+    keys = ["me:rl:orders:a", "me:rl:public:127.0.0.1", "me:rl:orders:ünïcode"]
+    limits = [(100_000, 500_000, 1), (1_000, 1_001_000, 3), (100_000, 500_000, 1)]
+
+    packed = _script_call(
+        b"EVALSHA", b"f" * 40, keys, [_check_arguments(*limit) for limit in limits]
+    )
+
+    expected = connection.pack_command(
+        "EVALSHA", "f" * 40, len(keys), *keys, *(value for limit in limits for value in limit)
+    )
+    assert packed == b"".join(expected)
