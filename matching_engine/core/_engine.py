@@ -102,10 +102,11 @@ class MatchingEngine:
         # Every order the engine knows: the open ones (remaining > 0, resting on a book) and the
         # closed ones it still remembers, whose ids are in _closed_ids. One index, so closing an
         # order moves nothing between dicts.
-        self._orders: dict[int, Order] = {}
-        self._open_by_account: defaultdict[str, dict[int, Order]] = defaultdict(dict)
+        # Keyed by each order's ``key`` object (its id), rather than typed ``int``: see Order.key.
+        self._orders: dict[object, Order] = {}
+        self._open_by_account: defaultdict[str, dict[object, Order]] = defaultdict(dict)
         self._client_order_ids: dict[tuple[str, str], tuple[int, NewOrder]] = {}
-        self._closed_ids: deque[int] = deque()  # oldest first
+        self._closed_ids: deque[object] = deque()  # the orders' keys, oldest first
         self._closed_capacity = closed_order_capacity
         self._trade_history = trade_history
 
@@ -285,8 +286,9 @@ class MatchingEngine:
         level.quantity += order.remaining
         level.count += 1
         order.level = level
-        self._orders[sequence] = order
-        self._open_by_account[order.account][sequence] = order
+        key = order.key
+        self._orders[key] = order
+        self._open_by_account[order.account][key] = order
         return events
 
     def _check_client_order_id(self, command: NewOrder, sequence: int) -> Event | None:
@@ -393,12 +395,13 @@ class MatchingEngine:
                         maker.remaining = 0
                         maker.reason = _SELF_TRADE_PREVENTED
                         maker.updated_at = timestamp
-                        maker_id = maker.order_id
                         events.append(
-                            OrderCanceled(sequence, maker_id, available, _SELF_TRADE_PREVENTED)
+                            OrderCanceled(
+                                sequence, maker.order_id, available, _SELF_TRADE_PREVENTED
+                            )
                         )
-                        del by_account[maker.account][maker_id]
-                        _push(closed_ids, maker_id)
+                        del by_account[maker.account][maker.key]
+                        _push(closed_ids, maker.key)
                     if stp is not _CANCEL_OLDEST:  # cancel_newest / cancel_both: the taker stops
                         stopped = True
                         break
@@ -435,9 +438,8 @@ class MatchingEngine:
                     maker.remaining = 0
                     _popleft(queue)
                     level.count -= 1
-                    maker_id = maker.order_id
-                    del by_account[maker.account][maker_id]
-                    _push(closed_ids, maker_id)
+                    del by_account[maker.account][maker.key]
+                    _push(closed_ids, maker.key)
                     if not level.count:
                         break
                 else:
@@ -484,8 +486,8 @@ class MatchingEngine:
             level.side.drop(level.key)
         order.reason = reason
         order.updated_at = command.timestamp
-        del self._open_by_account[order.account][order_id]
-        self._closed_ids.append(order_id)
+        del self._open_by_account[order.account][order.key]
+        self._closed_ids.append(order.key)
         return [OrderCanceled(sequence, order_id, remaining, reason)]
 
     def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:
@@ -556,8 +558,8 @@ class MatchingEngine:
         order.level.remove(order)  # type: ignore[union-attr]
         replacement = order.requeued(price, quantity)
         replacement.updated_at = timestamp
-        self._orders[order.order_id] = replacement
-        self._open_by_account[order.account][order.order_id] = replacement
+        self._orders[order.key] = replacement
+        self._open_by_account[order.account][order.key] = replacement
         events: list[Event] = [OrderAmended(sequence, order.order_id, price, quantity, False)]
         if opposite.best_key <= limit_key:
             if self._take(replacement, book, opposite, limit_key, events, sequence, timestamp):
@@ -586,13 +588,13 @@ class MatchingEngine:
 
     def _close_open(self, order: Order) -> None:
         """Take an order that was open out of its account's index and remember it as closed."""
-        del self._open_by_account[order.account][order.order_id]
-        self._closed_ids.append(order.order_id)
+        del self._open_by_account[order.account][order.key]
+        self._closed_ids.append(order.key)
 
     def _remember_closed(self, order: Order) -> None:
         """Remember an order that closed on entry, without ever resting."""
-        self._orders[order.order_id] = order
-        self._closed_ids.append(order.order_id)
+        self._orders[order.key] = order
+        self._closed_ids.append(order.key)
 
     def _forget_closed(self) -> None:
         """Drop the oldest closed orders beyond the capacity (between commands only)."""

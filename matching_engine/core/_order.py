@@ -49,6 +49,7 @@ class Order:
         "account",
         "command",
         "filled",
+        "key",
         "level",
         "notional",
         "order_id",
@@ -61,6 +62,10 @@ class Order:
 
     def __init__(self, order_id: int, command: NewOrder) -> None:
         self.order_id = order_id
+        # The id as one Python int object, the key of the engine's indexes. Compiled, an ``int``
+        # field is a machine integer, and each use as a dictionary key would make a new object;
+        # with one object, every index holds the same key and finds it by identity.
+        self.key: object = order_id
         self.command = command
         self.account = command.account
         self.price: int | None = command.price
@@ -80,6 +85,7 @@ class Order:
         copy can join the back of a level without searching the old queue.
         """
         copy = Order(self.order_id, self.command)
+        copy.key = self.key
         copy.price = price
         copy.quantity = quantity
         copy.filled = self.filled
