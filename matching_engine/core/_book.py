@@ -92,19 +92,22 @@ class PriceLevel:
 
 
 class BookSide:
-    __slots__ = ("best_key", "keys", "levels", "sign")
+    __slots__ = ("best", "best_key", "keys", "levels", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign  # +1: key = price (asks); -1: key = -price (bids)
         self.levels: dict[int, PriceLevel] = {}
         self.keys = SortedList()
         self.best_key = EMPTY
+        # The level at best_key (None when empty): the matching loop reads it without a lookup.
+        self.best: PriceLevel | None = None
 
     def __reduce__(self) -> tuple[object, ...]:
         return BookSide, (self.sign,), (self.levels, self.keys, self.best_key)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.levels, self.keys, self.best_key = state
+        self.best = self.levels.get(self.best_key)
 
     def add(self, order: Order, price: int) -> None:
         """Append an order at the back of its level's queue."""
@@ -122,6 +125,7 @@ class BookSide:
         self.keys.add(key)
         if key < self.best_key:
             self.best_key = key
+            self.best = level
         return level
 
     def drop(self, key: int) -> None:
@@ -133,6 +137,7 @@ class BookSide:
         keys.remove(key)
         if key == self.best_key:
             self.best_key = keys[0] if keys else EMPTY
+            self.best = self.levels.get(self.best_key)
 
     @property
     def best_price(self) -> int | None:

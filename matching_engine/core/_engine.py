@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections import defaultdict, deque
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ._book import _COMPACT_MIN_DEAD, EMPTY, BookSide, DepthLevel, OrderBook, PriceLevel
 from ._commands import AddInstrument, AmendOrder, CancelAll, CancelOrder, Command, NewOrder
@@ -140,7 +140,8 @@ class MatchingEngine:
 
     def submit(self, command: Command) -> list[Event]:
         """Apply ``command`` with the next sequence number; answer the events it caused."""
-        if type(command) not in _COMMAND_TYPES:
+        kind = type(command)
+        if kind is not NewOrder and kind not in _COMMAND_TYPES:  # the most frequent at once
             raise TypeError(f"not a command: {command!r}")
         if len(self._closed_ids) > self._closed_capacity:
             self._forget_closed()
@@ -367,17 +368,15 @@ class MatchingEngine:
         taker_id = taker.order_id
         taker_side = taker.command.side
         symbol = book.symbol
-        levels = opposite.levels
         recent = book.trades
         by_account = self._open_by_account
         closed_ids = self._closed_ids
         trade_id = self._next_trade_id
-        filled = notional = 0
-        last_price = None
+        filled = notional = last_price = 0  # last_price is read only after a fill
         stopped = False
         while remaining and opposite.best_key <= limit_key:
             key = opposite.best_key
-            level = levels[key]
+            level = cast(PriceLevel, opposite.best)  # not None: the side is not empty
             queue = level.orders
             price = level.price
             while True:
@@ -487,7 +486,7 @@ class MatchingEngine:
         order.reason = reason
         order.updated_at = command.timestamp
         del self._open_by_account[order.account][order.key]
-        self._closed_ids.append(order.key)
+        _push(self._closed_ids, order.key)
         return [OrderCanceled(sequence, order_id, remaining, reason)]
 
     def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:
@@ -589,15 +588,15 @@ class MatchingEngine:
     def _close_open(self, order: Order) -> None:
         """Take an order that was open out of its account's index and remember it as closed."""
         del self._open_by_account[order.account][order.key]
-        self._closed_ids.append(order.key)
+        _push(self._closed_ids, order.key)
 
     def _remember_closed(self, order: Order) -> None:
         """Remember an order that closed on entry, without ever resting."""
         self._orders[order.key] = order
-        self._closed_ids.append(order.key)
+        _push(self._closed_ids, order.key)
 
     def _forget_closed(self) -> None:
         """Drop the oldest closed orders beyond the capacity (between commands only)."""
-        orders, closed_ids = self._orders, self._closed_ids
-        for _ in range(len(closed_ids) - self._closed_capacity):
-            del orders[closed_ids.popleft()]
+        orders, closed_ids, capacity = self._orders, self._closed_ids, self._closed_capacity
+        while len(closed_ids) > capacity:
+            del orders[_popleft(closed_ids)]
