@@ -76,7 +76,7 @@ def ext_modules() -> list[object]:
     from mypyc.build import mypycify
 
     # --config-file= keeps mypyc off the project's [tool.mypy] (its pydantic plugin is not in
-    # the build environment); sortedcontainers has no type information, which is fine.
+    # the build environment).
     extensions = mypycify(
         ["--config-file=", "--ignore-missing-imports", *(str(CORE / n) for n in COMPILED)],
         opt_level="3",

@@ -2,11 +2,11 @@
 
 Theory of operation
 -------------------
-A side keeps its levels in a dict keyed by a *sort key* plus a sorted list of those keys. The key
-is the price in ticks for asks and the negated price for bids, so on both sides the smallest key
-is the best price and "crosses a limit" is the single comparison ``best_key <= limit_key``. The
-best key is cached, so reading the best price is O(1); a new level costs O(log levels) in the
-sorted list, and so does removing an empty one. An empty side has ``best_key == EMPTY``, a value
+A side keeps its levels in a dict keyed by a *sort key* plus those keys in order
+(:class:`SortedKeys`). The key is the price in ticks for asks and the negated price for bids, so
+on both sides the smallest key is the best price and "crosses a limit" is the single comparison
+``best_key <= limit_key``. The best key and its level are cached, so reading the best price is
+O(1); a new level costs O(log levels) in the sorted keys, and so does removing an empty one. An empty side has ``best_key == EMPTY``, a value
 above every real key, so the matching loop needs no emptiness test.
 
 A level is a FIFO queue (``deque``) with lazy deletion: a canceled order stays in the queue as a
@@ -22,17 +22,17 @@ number, and a level with ``count == 0`` is not in the side.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any, NamedTuple
-
-from sortedcontainers import SortedList
+from typing import Any, Final, NamedTuple
 
 from ._events import Trade
 from ._instrument import Instrument
 from ._order import Order
 
-__all__ = ["EMPTY", "BookSide", "DepthLevel", "OrderBook", "PriceLevel"]
+__all__ = ["EMPTY", "BookSide", "DepthLevel", "OrderBook", "PriceLevel", "SortedKeys"]
 
 # Larger than any sort key (prices stay below 10**15 ticks); the best key of an empty side.
 EMPTY = 1 << 62
@@ -91,13 +91,106 @@ class PriceLevel:
         return [order for order in self.orders if order.remaining]
 
 
+# Keys per chunk of SortedKeys: a chunk is split past twice this and merged below half of it.
+_CHUNK: Final = 256
+
+
+class SortedKeys:
+    """Distinct integer keys in ascending order: the smallest in O(1); adding or removing one
+    in O(log n), plus moving at most a chunk's worth of references.
+
+    The keys are in sorted chunks of at most ``2 * _CHUNK``, with each chunk's largest key in
+    ``maxima`` for the binary search: the layout of sortedcontainers' ``SortedList``. It is
+    written out here because this module is compiled and that library is interpreted Python:
+    levels come and go often enough that its calls cost the matching about 6% of its
+    instructions (callgrind), against a fraction of that for this.
+    """
+
+    __slots__ = ("chunks", "maxima", "size")
+
+    def __init__(self, keys: Iterable[int] = ()) -> None:
+        ordered = sorted(set(keys))
+        self.chunks: list[list[int]] = [
+            ordered[start : start + _CHUNK] for start in range(0, len(ordered), _CHUNK)
+        ]
+        self.maxima: list[int] = [chunk[-1] for chunk in self.chunks]
+        self.size = len(ordered)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return SortedKeys, (list(self),)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        for chunk in self.chunks:
+            yield from chunk
+
+    def first(self) -> int:
+        """The smallest key (there must be one)."""
+        return self.chunks[0][0]
+
+    def add(self, key: int) -> None:
+        """Add ``key``, which must not be there yet."""
+        chunks, maxima = self.chunks, self.maxima
+        self.size += 1
+        if not chunks:
+            chunks.append([key])
+            maxima.append(key)
+            return
+        index = bisect_left(maxima, key)
+        if index == len(maxima):  # above every key: the end of the last chunk
+            index -= 1
+            chunk = chunks[index]
+            chunk.append(key)
+            maxima[index] = key
+        else:
+            chunk = chunks[index]
+            insort(chunk, key)
+        self._split_if_long(index)
+
+    def remove(self, key: int) -> None:
+        """Remove ``key``, which must be there."""
+        chunks, maxima = self.chunks, self.maxima
+        index = bisect_left(maxima, key)
+        chunk = chunks[index]
+        del chunk[bisect_left(chunk, key)]
+        self.size -= 1
+        if chunk:
+            maxima[index] = chunk[-1]
+            if len(chunk) < _CHUNK // 2 and len(chunks) > 1:
+                self._merge(index if index + 1 < len(chunks) else index - 1)
+        else:
+            del chunks[index]
+            del maxima[index]
+
+    def _merge(self, index: int) -> None:
+        """Join chunk ``index`` and the next, splitting the result again if it is too long."""
+        chunks, maxima = self.chunks, self.maxima
+        chunk = chunks[index]
+        chunk.extend(chunks[index + 1])
+        del chunks[index + 1]
+        del maxima[index + 1]
+        maxima[index] = chunk[-1]
+        self._split_if_long(index)
+
+    def _split_if_long(self, index: int) -> None:
+        chunk = self.chunks[index]
+        if len(chunk) > 2 * _CHUNK:
+            upper = chunk[_CHUNK:]
+            del chunk[_CHUNK:]
+            self.chunks.insert(index + 1, upper)
+            self.maxima[index] = chunk[-1]
+            self.maxima.insert(index + 1, upper[-1])
+
+
 class BookSide:
     __slots__ = ("best", "best_key", "keys", "levels", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign  # +1: key = price (asks); -1: key = -price (bids)
         self.levels: dict[int, PriceLevel] = {}
-        self.keys = SortedList()
+        self.keys = SortedKeys()
         self.best_key = EMPTY
         # The level at best_key (None when empty): the matching loop reads it without a lookup.
         self.best: PriceLevel | None = None
@@ -136,7 +229,7 @@ class BookSide:
         keys = self.keys
         keys.remove(key)
         if key == self.best_key:
-            self.best_key = keys[0] if keys else EMPTY
+            self.best_key = keys.first() if keys.size else EMPTY
             self.best = self.levels.get(self.best_key)
 
     @property
