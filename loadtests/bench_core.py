@@ -1,4 +1,4 @@
-"""Throughput, latency and memory of the pure matching core, in one process.
+"""Throughput, latency and memory of the pure matching core, one process per measurement.
 
     python -m loadtests.bench_core [--commands 1000000] [--seed 7] [--resting 1000000]
 
@@ -7,14 +7,15 @@ orders rest around the mid (most near it, so levels near the top grow hundreds o
 third of the new orders cross the spread (gtc, ioc and market orders), and about a quarter of the
 commands cancel a random resting order, which is usually in the middle of a deep level. The
 commands are generated up front by driving a scratch engine, so that cancels target orders that
-are really resting; the timed runs then replay that list (a copy of it laid out in order, away
-from the scratch engine's garbage) into fresh engines.
+are really resting; the timed runs then replay that list into fresh engines.
 
-Three measurements, each on a fresh engine:
+Three measurements, each on a fresh engine, each in a fresh process that loads the list (so
+that the commands and the engine lie in memory as a server's would, not among the generator's
+garbage):
   1. throughput: the whole list in a tight loop, no per-command timing, with the server's
-     collector pass (matching_engine.runtime) every 0.25 s, as the server runs it; when the core is compiled,
-     again in a child process on a copy of the same sources without the compiled extensions
-     (the plain-Python baseline, same commands, same run);
+     collector pass (matching_engine.runtime) every 0.25 s, as the server runs it; when the core
+     is compiled, the same again on a copy of the sources without the compiled extensions (the
+     plain-Python baseline, same commands, same run);
   2. latency: the same list again, timing every command with perf_counter_ns
      (the ~50 ns the clock itself costs is included in the figures);
   3. memory: a separate process fills a book with ``--resting`` orders that do not cross and reports
@@ -38,6 +39,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import loadtests
 import matching_engine
@@ -186,26 +188,54 @@ def run_throughput(commands: list[Command]) -> tuple[float, int, MatchingEngine]
     return elapsed, engine.trade_count, engine
 
 
-def plain_throughput(pickled_commands: bytes) -> int | None:
-    """Commands/s of the same list through the plain-Python core, in a child process that runs
-    a copy of the sources without the compiled extensions; None when this core is plain."""
-    if not COMPILED:
-        return None
-    with tempfile.TemporaryDirectory(prefix="bench-core-plain-") as directory:
+def replay(commands: list[Command], *, latency: bool) -> dict[str, Any]:
+    """The throughput run (and, with ``latency``, the latency run) of the list, as figures."""
+    COLLECTOR.start()
+    elapsed, trades, engine = run_throughput(commands)
+    figures: dict[str, Any] = {
+        "core": CORE_BUILD,
+        "elapsed_s": elapsed,
+        "trades": trades,
+        "commands_per_s": round(len(commands) / elapsed),
+    }
+    if latency:
+        figures["book"] = book_shape(engine)
+        del engine
+        latencies, figures["crossed"] = run_latency(commands)
+        figures["latency_us"] = {
+            name: round(percentile(latencies, fraction), 2)
+            for name, fraction in (("p50", 0.50), ("p99", 0.99), ("p999", 0.999))
+        }
+        figures["latency_us"]["max"] = round(latencies[-1] / 1000, 1)
+    return figures
+
+
+def replay_in_child(pickled_commands: bytes, *, plain: bool = False) -> dict[str, Any]:
+    """:func:`replay` in a fresh process, which loads the list from these bytes: the commands and
+    the engine then lie in memory as a long-running server's would, not among the generator's
+    garbage (which slows the compiled core by up to a quarter: memory stalls weigh more in
+    faster code). ``plain`` runs a copy of the sources without the compiled extensions and
+    measures throughput only; the other run imports what this process imports."""
+    with tempfile.TemporaryDirectory(prefix="bench-core-") as directory:
         root = Path(directory)
-        for package in (matching_engine, loadtests):
-            source = Path(package.__file__).parent  # type: ignore[arg-type]
-            copy_plain(source, root / source.name)
-        (root / "commands.pickle").write_bytes(pickled_commands)
+        commands_file = root / "commands.pickle"
+        commands_file.write_bytes(pickled_commands)
+        tree = Path(loadtests.__file__).parent.parent
+        if plain:
+            for package in (matching_engine, loadtests):
+                source = Path(package.__file__).parent  # type: ignore[arg-type]
+                copy_plain(source, root / source.name)
+            tree = root
+        mode = "--plain-child" if plain else "--replay-child"
         out = subprocess.run(
-            [sys.executable, "-m", "loadtests.bench_core", "--plain-child", "commands.pickle"],
-            cwd=root,  # first on sys.path: the copy is what the child imports
+            [sys.executable, "-m", "loadtests.bench_core", mode, str(commands_file)],
+            cwd=tree,  # first on sys.path: the tree is what the child imports
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-    result: int = json.loads(out.strip().splitlines()[-1])["commands_per_s"]
-    return result
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return figures
 
 
 def run_latency(commands: list[Command]) -> tuple[list[int], int]:
@@ -295,65 +325,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resting", type=int, default=1_000_000, help="orders for memory test")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--plain-child", help=argparse.SUPPRESS)
+    parser.add_argument("--replay-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child is not None:
         print(json.dumps(fill_resting(args.memory_child)))
         return 0
-    if args.plain_child is not None:
-        assert not COMPILED, "the plain-Python baseline must not load the compiled core"
-        with open(args.plain_child, "rb") as file:
+    if args.plain_child is not None or args.replay_child is not None:
+        assert args.plain_child is None or not COMPILED, "the plain baseline must be plain"
+        with open(args.plain_child or args.replay_child, "rb") as file:
             commands = pickle.load(file)
-        COLLECTOR.start()
-        print(json.dumps({"commands_per_s": round(len(commands) / run_throughput(commands)[0])}))
+        print(json.dumps(replay(commands, latency=args.replay_child is not None)))
         return 0
 
     started = time.perf_counter()
     generated = generate(args.commands, args.symbols, args.seed)
-    # The generator leaves the commands scattered among its scratch engine's garbage, which slows
-    # the compiled core by up to a quarter (memory stalls weigh more in faster code). Both runs
-    # replay a copy laid out in order instead, the plain-Python child loading the same bytes.
-    pickled_commands = pickle.dumps(generated, protocol=pickle.HIGHEST_PROTOCOL)
-    del generated
-    commands: list[Command] = pickle.loads(pickled_commands)
     generated_in = time.perf_counter() - started
+    command_count = len(generated)
     counts = {"new": 0, "crossing": 0, "cancel": 0, "market": 0, "ioc": 0}
-    # The server's collector policy; it also freezes the command list, the harness's own data.
-    COLLECTOR.start()
-    for command in commands:
+    for command in generated:
         if isinstance(command, CancelOrder):
             counts["cancel"] += 1
         elif isinstance(command, NewOrder):
             counts["new"] += 1
             counts["market"] += command.type is OrderType.MARKET
             counts["ioc"] += command.time_in_force is TimeInForce.IOC
+    pickled_commands = pickle.dumps(generated, protocol=pickle.HIGHEST_PROTOCOL)
+    del generated
 
-    elapsed, trades, engine = run_throughput(commands)
-    plain_per_s = plain_throughput(pickled_commands)
-    resting, levels, deepest = book_shape(engine)
-    del engine
-    latencies, counts["crossing"] = run_latency(commands)
+    measured = replay_in_child(pickled_commands)
+    assert measured["core"] == CORE_BUILD, "the replay ran another build of the core"
+    plain_per_s = (
+        replay_in_child(pickled_commands, plain=True)["commands_per_s"] if COMPILED else None
+    )
+    elapsed, trades = measured["elapsed_s"], measured["trades"]
+    resting, levels, deepest = measured["book"]
+    counts["crossing"] = measured["crossed"]
+    latency_us = measured["latency_us"]
     memory = measure_memory(args.resting)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_million = (memory["rss_after_mb"] - memory["rss_before_mb"]) * 1e6 / memory["resting"]
 
-    per_s = round(len(commands) / elapsed)
+    per_s = round(command_count / elapsed)
     figures = {
         "core": CORE_BUILD,
-        "commands": len(commands),
+        "commands": command_count,
         "commands_per_s": per_s,
         "plain_commands_per_s": plain_per_s,
         "trades_per_s": round(trades / elapsed),
-        "p50_us": round(percentile(latencies, 0.50), 2),
-        "p99_us": round(percentile(latencies, 0.99), 2),
-        "p999_us": round(percentile(latencies, 0.999), 2),
-        "max_us": round(latencies[-1] / 1000, 1),
+        "p50_us": latency_us["p50"],
+        "p99_us": latency_us["p99"],
+        "p999_us": latency_us["p999"],
+        "max_us": latency_us["max"],
         "mb_per_million_resting": round(per_million, 1),
         "rss_with_resting_mb": round(memory["rss_after_mb"], 1),
         "peak_rss_mb": round(peak_mb, 1),
     }
     rows = [
         ("core", "compiled with mypyc" if COMPILED else "plain Python (MATCHING_ENGINE_PURE=1)"),
-        ("workload", f"{len(commands):,} commands, {args.symbols} symbols, seed {args.seed}"),
+        ("workload", f"{command_count:,} commands, {args.symbols} symbols, seed {args.seed}"),
         ("  mix", ", ".join(f"{k} {v:,}" for k, v in counts.items())),
         ("  end book", f"{resting:,} resting in {levels:,} levels, deepest {deepest:,}"),
         ("  generated in", f"{generated_in:.1f} s (not timed)"),
