@@ -159,8 +159,8 @@ def _problem_of(exc: Exception) -> tuple[int, str, str, Mapping[str, str] | None
     if isinstance(exc, Unavailable):
         return 503, exc.code, exc.detail, {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, RateLimited):
-        exc = too_many(exc.decision, "requests")
-        return exc.status_code, exc.code, exc.detail, exc.headers
+        problem = too_many(exc.decision, "requests")
+        return problem.status_code, problem.code, problem.detail, problem.headers
     if isinstance(exc, ServiceError):
         return exc.status_hint, exc.code, exc.detail, None
     if isinstance(exc, RequestValidationError):

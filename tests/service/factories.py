@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from matching_engine.service import EngineService
 from matching_engine.settings import Settings
 from matching_engine.views import OrderView
 
-# The instrument of :func:`forgetful_service`: whole units, up to 100.
+# The instrument of :func:`service_with_symbol`: whole units, up to 100.
 SYMBOL = "FG-USD"
 
 
@@ -27,10 +27,11 @@ def settings_for(url: str, tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def forgetful_service(url: str, tmp_path: Path) -> AsyncIterator[EngineService]:
-    """A migrated service on ``url`` with :data:`SYMBOL`, remembering one closed order only:
-    reads of the others come from the tables and the rows not written yet, never the engine."""
-    settings = settings_for(url, tmp_path, closed_order_capacity=1)
+async def service_with_symbol(
+    url: str, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[EngineService]:
+    """A migrated service on ``url`` with these settings and :data:`SYMBOL` listed."""
+    settings = settings_for(url, tmp_path, **overrides)
     await upgrade_async(settings)
     service = await EngineService.open(settings)
     try:
@@ -41,6 +42,12 @@ async def forgetful_service(url: str, tmp_path: Path) -> AsyncIterator[EngineSer
         yield service
     finally:
         await service.close()
+
+
+def forgetful_service(url: str, tmp_path: Path) -> AbstractAsyncContextManager[EngineService]:
+    """:func:`service_with_symbol`, remembering one closed order only: reads of the others come
+    from the tables and the rows not written yet, never the engine."""
+    return service_with_symbol(url, tmp_path, closed_order_capacity=1)
 
 
 async def place(

@@ -12,34 +12,22 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from matching_engine.core import Instrument
 from matching_engine.errors import RateLimited, Unavailable
-from matching_engine.migrate import upgrade_async
 from matching_engine.ratelimit import Decision
 from matching_engine.service import EngineService
 from matching_engine.views import OrderView
-from tests.service.factories import settings_for
+from tests.service.factories import SYMBOL, service_with_symbol
 
 pytestmark = pytest.mark.asyncio
 
-SYMBOL = "ADM-USD"
 ALLOWED = Decision(True, limit=5, remaining=4, retry_after_s=0, reset_after_s=0.2, backend="redis")
 REFUSED = Decision(False, limit=5, remaining=0, retry_after_s=0.7, reset_after_s=1, backend="redis")
 
 
 @pytest_asyncio.fixture
 async def service(backend_url: str, tmp_path: Path) -> AsyncIterator[EngineService]:
-    settings = settings_for(backend_url, tmp_path, request_deadline_s=0.3)
-    await upgrade_async(settings)
-    service = await EngineService.open(settings)
-    try:
-        await service.add_instrument(
-            Instrument(SYMBOL, Decimal("1"), Decimal("1"), Decimal("1"), Decimal("100")),
-            actor="test",
-        )
+    async with service_with_symbol(backend_url, tmp_path, request_deadline_s=0.3) as service:
         yield service
-    finally:
-        await service.close()
 
 
 def place(
