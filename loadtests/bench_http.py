@@ -15,7 +15,8 @@ Two servers run side by side on 127.0.0.1, each one uvicorn worker with uvloop a
   model and answers a comparable order body, and does nothing else.
 
 ``--database throwaway`` (the default) runs a PostgreSQL cluster of our own
-(:class:`loadtests.throwaway.ThrowawayPostgres`); ``machine`` creates a database on the machine's
+(:class:`loadtests.throwaway.ThrowawayPostgres`), sized like the machine's and with its WAL files
+already in place (:data:`BENCH_POSTGRES_SETTINGS`); ``machine`` creates a database on the machine's
 server at 127.0.0.1:5432 and drops it afterwards. ``--redis throwaway`` (the default) runs a
 ``redis-server`` of our own; ``machine`` uses the machine's Redis at 127.0.0.1:6379. The limiter's
 keys there are ``me:rl:<scope>:<account id>`` (``ME_REDIS_URL`` selects only the server and the
@@ -277,11 +278,29 @@ async def _admin(url: str, statement: str) -> None:
         await connection.close()
 
 
+# The throwaway PostgreSQL is set up like a server that has been running for a while, with the
+# machine's buffer sizes (128 MB of shared buffers, hence 4 MB of WAL buffers). Its WAL files are
+# written beforehand and recycled by a checkpoint, so that the run writes into files that exist: a
+# fresh cluster creates each 16 MB segment when it needs one, filling it with zeros and syncing
+# it, and the commit waiting behind that stalls for 20-50 ms every ~10,000 orders. Durability is
+# the same: fsync, synchronous_commit and full_page_writes stay on.
+BENCH_POSTGRES_SETTINGS = {"shared_buffers": "128MB", "min_wal_size": "1GB", "max_wal_size": "4GB"}
+PREPARE_WAL = (
+    # About 600 MB of WAL (~35 segments); a whole run writes ~1.7 kB a durable order.
+    "CREATE TABLE wal_filler AS SELECT n, repeat('x', 200) AS filler"
+    " FROM generate_series(1, 2000000) AS n",
+    "DROP TABLE wal_filler",
+    "CHECKPOINT",
+)
+
+
 @contextlib.contextmanager
 def database(kind: str) -> Iterator[tuple[str, list[int]]]:
     """``(ME_DATABASE_URL, PIDs whose CPU is the database's)`` of an empty database."""
     if kind == "throwaway":
-        with ThrowawayPostgres() as server:
+        with ThrowawayPostgres(settings=BENCH_POSTGRES_SETTINGS) as server:
+            for statement in PREPARE_WAL:
+                asyncio.run(_admin(server.admin_url, statement))
             yield server.url, [server.pid]
         return
     name = f"me_bench_{secrets.token_hex(4)}"

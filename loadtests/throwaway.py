@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -114,7 +115,8 @@ class ThrowawayPostgres(_Throwaway):
     """A PostgreSQL cluster of our own: ``initdb`` into a temporary directory, then ``postgres``.
 
     Durable like production (``fsync``, ``synchronous_commit``), so a ``kill()`` is a real crash
-    followed by a real recovery. ``stop()`` and ``kill()`` keep the data directory and the port;
+    followed by a real recovery. Small (16 MB of shared buffers) unless ``settings`` (more
+    ``-c name=value`` options) say otherwise, because tests run many of these at once. ``stop()`` and ``kill()`` keep the data directory and the port;
     ``start()`` brings the same cluster back. As root, ``initdb`` and ``postgres`` run as
     ``os_user``, because PostgreSQL refuses to run as root. Leaving the ``with`` block stops the
     server and deletes the directory.
@@ -127,8 +129,10 @@ class ThrowawayPostgres(_Throwaway):
         bin_dir: Path = PG_BIN_DIR,
         os_user: str = "postgres",
         ready_timeout_s: float = 30.0,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.settings = dict(settings or {})
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
         self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.bin_dir = bin_dir
@@ -185,6 +189,7 @@ class ThrowawayPostgres(_Throwaway):
             *("-c", f"unix_socket_directories={self.root / 'run'}"),
             *("-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "full_page_writes=on"),
             *("-c", "shared_buffers=16MB"),
+            *(part for name, value in self.settings.items() for part in ("-c", f"{name}={value}")),
         ]
         with self.log_path.open("ab") as log:
             reaper = subprocess.Popen(

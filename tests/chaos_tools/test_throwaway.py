@@ -63,6 +63,14 @@ async def test_postgres_answers_on_loopback_with_durable_settings(
 
 
 @pytest.mark.asyncio
+async def test_postgres_takes_more_settings_and_stays_durable() -> None:
+    with ThrowawayPostgres(settings={"shared_buffers": "32MB", "min_wal_size": "256MB"}) as server:
+        assert await _fetch(server, "SHOW shared_buffers") == "32MB"
+        assert await _fetch(server, "SHOW min_wal_size") == "256MB"
+        assert await _fetch(server, "SHOW fsync") == "on"
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_postgres_comes_back_on_its_port_with_its_data(
     postgres: ThrowawayPostgres, mode: Literal["fast", "immediate"]
