@@ -615,8 +615,14 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("gc_")
         }
 
+    postgres_profile = (
+        f" ({', '.join(f'{k}={v}' for k, v in BENCH_POSTGRES_SETTINGS.items())}, WAL recycled)"
+        if args.database == "throwaway"
+        else ""
+    )
     print(
-        f"engine: PostgreSQL {args.database}, Redis {args.redis}, {args.traders} trader keys; "
+        f"engine: PostgreSQL {args.database}{postgres_profile}, Redis {args.redis}, "
+        f"{args.traders} trader keys; "
         f"wrk -t1, {args.durations} s per run after a {args.warmup} s warm-up"
     )
     print_table(rows)
