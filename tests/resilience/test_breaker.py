@@ -182,6 +182,38 @@ async def test_cancellation_counts_as_neither_failure_nor_success() -> None:
     assert breaker.state == "closed"
 
 
+async def test_a_cancellation_racing_the_deadline_stays_a_cancellation() -> None:
+    breaker = make_breaker(fail_max=1)
+    task = asyncio.current_task()
+    assert task is not None
+
+    async def cancelled_by_someone_else() -> None:
+        async with breaker.guard(timeout_s=0):
+            task.cancel()  # before the deadline's own
+            await asyncio.sleep(10)
+
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled_by_someone_else()
+    task.uncancel()
+    assert breaker.state == "closed"  # and not counted as a failure
+
+
+async def test_a_call_that_fails_after_another_opened_the_breaker_raises_its_own_error() -> None:
+    changes: list[tuple[str, str]] = []
+    breaker = make_breaker(changes, fail_max=1)
+    both_in = asyncio.Barrier(2)
+
+    async def call() -> None:
+        async with breaker.guard():
+            await both_in.wait()
+            raise DependencyDown()
+
+    outcomes = await asyncio.gather(call(), call(), return_exceptions=True)
+    assert [type(outcome) for outcome in outcomes] == [DependencyDown, DependencyDown]
+    assert breaker.state == "open"
+    assert changes == [("closed", "open")]
+
+
 async def test_excluded_errors_pass_through_and_do_not_count() -> None:
     breaker = make_breaker(fail_max=2, exclude=(Rejected,))
     for _ in range(5):
