@@ -10,17 +10,18 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from matching_engine import __version__
 from matching_engine.core import CORE_BUILD, Event, MatchingEngine, Trade
 
 __all__ = [
-    "BEST_ASK",
-    "BEST_BID",
+    "BEST_PRICES",
     "BUILD_INFO",
     "COMMANDS_REPLAYED",
     "GC_PAUSE_SECONDS",
@@ -100,16 +101,6 @@ MATCH_SECONDS = Histogram(
     "Time to apply one command to the core (matching only: no IO, no read-model rows).",
     buckets=(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2),
 )
-BEST_BID = Gauge(
-    "matching_engine_best_bid_price",
-    "Best bid, in price units; NaN while no bid rests.",
-    ["symbol"],
-)
-BEST_ASK = Gauge(
-    "matching_engine_best_ask_price",
-    "Best ask, in price units; NaN while no ask rests.",
-    ["symbol"],
-)
 SEQUENCE = Gauge("matching_engine_sequence", "Sequence number of the last applied command.")
 SNAPSHOT_SEQUENCE = Gauge(
     "matching_engine_snapshot_sequence", "Sequence number of the newest stored snapshot."
@@ -163,7 +154,6 @@ def record_snapshot(taken_at_s: float) -> None:
 
 orders_by_outcome = labelled(ORDERS)
 _trades, _traded_quantity = labelled(TRADES), labelled(TRADED_QUANTITY)
-_best_bid, _best_ask = labelled(BEST_BID), labelled(BEST_ASK)
 
 
 def observe_match(engine: MatchingEngine, events: list[Event], seconds: float) -> None:
@@ -177,13 +167,43 @@ def observe_match(engine: MatchingEngine, events: list[Event], seconds: float) -
             _traded_quantity(event.symbol).inc(float(event.quantity * instrument.lot_size))
 
 
-def publish_best_prices(engine: MatchingEngine, symbols: Iterable[str]) -> None:
-    """Set the best bid and ask gauges of ``symbols`` from their books."""
-    for symbol in symbols:
-        book = engine.book(symbol)
-        if book is None:
-            continue
-        tick = book.instrument.tick_size
-        bid, ask = book.best_bid_price, book.best_ask_price
-        _best_bid(symbol).set(math.nan if bid is None else float(bid * tick))
-        _best_ask(symbol).set(math.nan if ask is None else float(ask * tick))
+class BestPrices(Collector):
+    """The best bid and ask of every listed symbol, in price units, read from the books when
+    Prometheus scrapes: setting two gauges after every batch cost the writer a lock per symbol
+    and per side, for values that only a scrape reads. NaN while a side is empty."""
+
+    def __init__(self) -> None:
+        self.engine: MatchingEngine | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        bids = GaugeMetricFamily(
+            "matching_engine_best_bid_price",
+            "Best bid, in price units; NaN while no bid rests.",
+            labels=["symbol"],
+        )
+        asks = GaugeMetricFamily(
+            "matching_engine_best_ask_price",
+            "Best ask, in price units; NaN while no ask rests.",
+            labels=["symbol"],
+        )
+        engine = self.engine
+        if engine is not None:
+            for instrument in engine.instruments():
+                book = engine.book(instrument.symbol)
+                if book is None:
+                    continue
+                tick = instrument.tick_size
+                for family, price in ((bids, book.best_bid_price), (asks, book.best_ask_price)):
+                    value = math.nan if price is None else float(price * tick)
+                    family.add_metric([instrument.symbol], value)
+        yield bids
+        yield asks
+
+
+BEST_PRICES = BestPrices()
+REGISTRY.register(BEST_PRICES)
+
+
+def publish_best_prices(engine: MatchingEngine) -> None:
+    """Show ``engine``'s best prices from now on (the process's one engine)."""
+    BEST_PRICES.engine = engine

@@ -272,7 +272,6 @@ class Sequencer:
             if not future.done():
                 future.set_result(applied)
         self._projection_due.set()
-        metrics.publish_best_prices(self.engine, {o.symbol for o in self.pending.orders.values()})
         if self._snapshot_due is not None:
             await self._snapshot_due()
 

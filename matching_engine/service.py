@@ -168,7 +168,7 @@ class EngineService:
         metrics.SNAPSHOT_SEQUENCE.set(report.snapshot_sequence)
         if snapshot_taken_at is not None:
             metrics.record_snapshot(snapshot_taken_at / 1e9)
-        metrics.publish_best_prices(engine, [i.symbol for i in engine.instruments()])
+        metrics.publish_best_prices(engine)
         log.info(
             "recovered to sequence %d: snapshot at %d, %d commands replayed in %.2f s",
             engine.sequence,
