@@ -118,9 +118,8 @@ class ThrowawayPostgres(_Throwaway):
     followed by a real recovery. Small (16 MB of shared buffers) unless ``settings`` (more
     ``-c name=value`` options) say otherwise, because tests run many of these at once.
     ``stop()`` and ``kill()`` keep the data directory and the port; ``start()`` brings the same
-    cluster back. As root, ``initdb`` and ``postgres`` run as
-    ``os_user``, because PostgreSQL refuses to run as root. Leaving the ``with`` block stops the
-    server and deletes the directory.
+    cluster back. As root, ``initdb`` and ``postgres`` run as ``os_user``, because PostgreSQL
+    refuses to run as root. Leaving the ``with`` block stops the server and deletes the directory.
     """
 
     def __init__(

@@ -31,6 +31,7 @@ __all__ = ["Journal"]
 # 3: every core class spells out its state, the same for the pure and the compiled core.
 # 4: events (recent trades) are compiled classes pickled by their fields, no longer named tuples.
 # 5: new orders are a compiled class, rebuilt through their constructor.
+# 6: book sides keep their price keys in SortedKeys (no sortedcontainers); orders carry a key.
 SNAPSHOT_FORMAT = 6
 _REPLAY_PAGE = 5_000
 _SNAPSHOTS_KEPT = 2

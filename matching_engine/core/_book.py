@@ -6,8 +6,9 @@ A side keeps its levels in a dict keyed by a *sort key* plus those keys in order
 (:class:`SortedKeys`). The key is the price in ticks for asks and the negated price for bids, so
 on both sides the smallest key is the best price and "crosses a limit" is the single comparison
 ``best_key <= limit_key``. The best key and its level are cached, so reading the best price is
-O(1); a new level costs O(log levels) in the sorted keys, and so does removing an empty one. An empty side has ``best_key == EMPTY``, a value
-above every real key, so the matching loop needs no emptiness test.
+O(1); a new level costs O(log levels) in the sorted keys, and so does removing an empty one. An
+empty side has ``best_key == EMPTY``, a value above every real key, so the matching loop needs no
+emptiness test.
 
 A level is a FIFO queue (``deque``) with lazy deletion: a canceled order stays in the queue as a
 dead entry (``remaining == 0``) and is dropped when it reaches the head, so cancelling is O(1)

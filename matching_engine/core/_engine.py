@@ -485,8 +485,7 @@ class MatchingEngine:
             level.side.drop(level.key)
         order.reason = reason
         order.updated_at = command.timestamp
-        del self._open_by_account[order.account][order.key]
-        _push(self._closed_ids, order.key)
+        self._close_open(order)
         return [OrderCanceled(sequence, order_id, remaining, reason)]
 
     def _cancel_all(self, command: CancelAll, sequence: int) -> list[Event]:

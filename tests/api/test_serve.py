@@ -67,17 +67,26 @@ class TestServeCommand:
         }
         assert isinstance(logging.getLogger().handlers[-1].formatter, logs.JsonFormatter)
 
+    @staticmethod
+    def _uvicorn_options(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str]
+    ) -> dict[str, Any]:
+        """What ``main(argv)`` hands to ``uvicorn.run`` besides the app."""
+        calls: list[dict[str, Any]] = []
+        monkeypatch.setenv("ME_DATA_DIR", str(tmp_path))
+        monkeypatch.setattr(uvicorn, "run", lambda _app, **options: calls.append(options))
+        main(argv)
+        [options] = calls
+        return options
+
     def test_forwarded_headers_are_read_from_the_proxies_named(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        calls: list[dict[str, Any]] = []
-        monkeypatch.setenv("ME_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("ME_FORWARDED_ALLOW_IPS", "10.0.0.7,10.0.0.8")
-        monkeypatch.setattr(uvicorn, "run", lambda _app, **options: calls.append(options))
 
-        main(["serve", "--no-migrate"])
+        options = self._uvicorn_options(monkeypatch, tmp_path, ["serve", "--no-migrate"])
 
-        assert (calls[0]["proxy_headers"], calls[0]["forwarded_allow_ips"]) == (
+        assert (options["proxy_headers"], options["forwarded_allow_ips"]) == (
             True,
             "10.0.0.7,10.0.0.8",
         )
@@ -85,15 +94,12 @@ class TestServeCommand:
     def test_the_address_defaults_to_the_settings(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        calls: list[dict[str, Any]] = []
-        monkeypatch.setenv("ME_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("ME_PORT", "9124")
         monkeypatch.delenv("ME_HOST", raising=False)
-        monkeypatch.setattr(uvicorn, "run", lambda _app, **options: calls.append(options))
 
-        main(["serve"])
+        options = self._uvicorn_options(monkeypatch, tmp_path, ["serve"])
 
-        assert (calls[0]["host"], calls[0]["port"]) == ("127.0.0.1", 9124)
+        assert (options["host"], options["port"]) == ("127.0.0.1", 9124)
 
 
 @pytest.fixture
